@@ -1,11 +1,279 @@
-"""PLACEHOLDER being written by a helper."""
+"""Events and box events: Makai's waveform captures, each box's part in one, and their deletion."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+import operator
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+)
+
+from opq.errors import Conflict, InvalidValue, NotFound
+from opq.store import schema
+from opq.store.engine import translated
+from opq.store.models import BoxEvent, Event
 
 
 class Events:
+    """The events and box_events collections, kept for `lifetime_ms` after an event's end."""
+
     def __init__(self, engine: Engine, lifetime_ms: int | None = None) -> None:
         self._engine = engine
         self._lifetime_ms = lifetime_ms
+
+    def add(self, event: Event) -> None:
+        """Store a new event; its id comes from `allocate_ids(engine, "event")`."""
+        eid = event.event_id
+        where = f"event {eid}"
+        _check_window(
+            where, event.target_event_start_timestamp_ms, event.target_event_end_timestamp_ms
+        )
+        triggered = _box_ids(event.boxes_triggered, f"{where}: boxes_triggered")
+        received = _box_ids(event.boxes_received, f"{where}: boxes_received")
+        latencies = _ints(event.latencies_ms, f"{where}: latencies_ms")
+        strays = [box for box in received if box not in triggered]
+        if strays:
+            raise InvalidValue(f"{where}: boxes {strays} were received but never triggered")
+        if len(latencies) != len(received):
+            raise InvalidValue(
+                f"{where}: {len(latencies)} latencies_ms for {len(received)} boxes_received; "
+                "they must pair up one to one"
+            )
+        end = event.target_event_end_timestamp_ms
+        ev = schema.events
+        with translated(f"add {where}"), self._engine.begin() as conn:
+            if _event_exists(conn, eid):
+                raise Conflict(f"{where} already exists")
+            conn.execute(
+                ev.insert().values(
+                    event_id=eid,
+                    description=event.description,
+                    boxes_triggered=triggered,
+                    boxes_received=received,
+                    latencies_ms=latencies,
+                    target_event_start_timestamp_ms=event.target_event_start_timestamp_ms,
+                    target_event_end_timestamp_ms=end,
+                    expire_at=None if self._lifetime_ms is None else end + self._lifetime_ms,
+                )
+            )
+
+    def record_box_event(self, box_event: BoxEvent, latency_ms: int) -> None:
+        """Store one box's part of an event and append the box, with its latency, to the event."""
+        eid, box = box_event.event_id, box_event.box_id
+        where = f"event {eid}, box {box!r}"
+        _check_window(where, box_event.event_start_timestamp_ms, box_event.event_end_timestamp_ms)
+        windows = _ints(box_event.window_timestamps_ms, f"{where}: window_timestamps_ms")
+        latency = _ints([latency_ms], f"{where}: latency_ms")[0]
+        ev = schema.events
+        # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers): two boxes
+        # answering at once must not both append to the same old lists and lose one.
+        current = (
+            select(ev.c.boxes_triggered, ev.c.boxes_received, ev.c.latencies_ms)
+            .where(ev.c.event_id == eid)
+            .with_for_update()
+        )
+        with translated(f"record box {box!r} of event {eid}"), self._engine.begin() as conn:
+            row = conn.execute(current).first()
+            if row is None:
+                raise NotFound(f"no event {eid}")
+            triggered, received, latencies = row
+            if box not in triggered:
+                raise InvalidValue(f"{where}: the box is not among boxes_triggered {triggered}")
+            if box in received:
+                raise Conflict(f"{where}: the box's data was already recorded")
+            conn.execute(
+                schema.box_events.insert().values(
+                    event_id=eid,
+                    box_id=box,
+                    event_start_timestamp_ms=box_event.event_start_timestamp_ms,
+                    event_end_timestamp_ms=box_event.event_end_timestamp_ms,
+                    window_timestamps_ms=windows,
+                    location=box_event.location,
+                    data_fs_filename=box_event.data_fs_filename,
+                )
+            )
+            conn.execute(
+                ev.update()
+                .where(ev.c.event_id == eid)
+                .values(boxes_received=[*received, box], latencies_ms=[*latencies, latency])
+            )
+
+    def get(self, event_id: int) -> Event:
+        """The event with this id; NotFound if there is none."""
+        ev = schema.events
+        with translated(f"read event {event_id}"), self._engine.connect() as conn:
+            row = conn.execute(select(ev).where(ev.c.event_id == event_id)).first()
+        if row is None:
+            raise NotFound(f"no event {event_id}")
+        return _event(row)
+
+    def box_events(self, event_id: int) -> list[BoxEvent]:
+        """Every box's part of an event, by box id; NotFound if the event does not exist."""
+        be = schema.box_events
+        query = select(be).where(be.c.event_id == event_id).order_by(be.c.box_id)
+        with translated(f"read the box events of event {event_id}"), self._engine.connect() as conn:
+            if not _event_exists(conn, event_id):
+                raise NotFound(f"no event {event_id}")
+            return [_box_event(row) for row in conn.execute(query)]
+
+    def box_event(self, event_id: int, box_id: str) -> BoxEvent:
+        """One box's part of an event; NotFound if that box's data was not recorded."""
+        be = schema.box_events
+        query = select(be).where(be.c.event_id == event_id, be.c.box_id == box_id)
+        with translated(f"read box {box_id!r} of event {event_id}"), self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"no box event of box {box_id!r} in event {event_id}")
+        return _box_event(row)
+
+    def list(
+        self,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        box_id: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[Event]:
+        """Events overlapping [start_ms, end_ms], newest target start first, then highest id.
+
+        box_id keeps events in which that box was triggered; before_id continues a listing after
+        the event with that id (the last of the previous page).
+        """
+        check_limit(limit)
+        ev = schema.events
+        start, eid = ev.c.target_event_start_timestamp_ms, ev.c.event_id
+        query = select(ev).order_by(start.desc(), eid.desc()).limit(limit)
+        if start_ms is not None:
+            query = query.where(ev.c.target_event_end_timestamp_ms >= start_ms)
+        if end_ms is not None:
+            query = query.where(start <= end_ms)
+        if box_id is not None:
+            query = query.where(self._triggered(box_id))
+        with translated("list events"), self._engine.connect() as conn:
+            if before_id is not None:
+                query = query.where(keyset_before(conn, start, eid, before_id, "event"))
+            return [_event(row) for row in conn.execute(query)]
+
+    def ids_after(self, event_id: int) -> list[int]:
+        """Ids of the events stored with an id above event_id, ascending."""
+        eid = schema.events.c.event_id
+        query = select(eid).where(eid > event_id).order_by(eid)
+        with translated(f"list event ids after {event_id}"), self._engine.connect() as conn:
+            return [int(value) for value in conn.execute(query).scalars()]
+
+    def count(self, since_ms: int | None = None) -> int:
+        """How many events there are, or how many have a target start at or after since_ms."""
+        ev = schema.events
+        query = select(func.count()).select_from(ev)
+        if since_ms is not None:
+            query = query.where(ev.c.target_event_start_timestamp_ms >= since_ms)
+        with translated("count events"), self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def count_box_events(self, since_ms: int | None = None) -> int:
+        """How many box events there are, or how many start at or after since_ms."""
+        be = schema.box_events
+        query = select(func.count()).select_from(be)
+        if since_ms is not None:
+            query = query.where(be.c.event_start_timestamp_ms >= since_ms)
+        with translated("count box events"), self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def delete(self, event_id: int) -> None:
+        """Delete an event, its box events, and its waveform files that no incident refers to."""
+        f, c = schema.files, schema.chunks
+        # A file an incident points at outlives the event: the incident is kept longer.
+        own_files = and_(f.c.event_id == event_id, f.c.incident_id.is_(None))
+        with translated(f"delete event {event_id}"), self._engine.begin() as conn:
+            if not _event_exists(conn, event_id):
+                raise NotFound(f"no event {event_id}")
+            conn.execute(c.delete().where(c.c.files_id.in_(select(f.c.id).where(own_files))))
+            conn.execute(f.delete().where(own_files))
+            conn.execute(schema.box_events.delete().where(schema.box_events.c.event_id == event_id))
+            conn.execute(schema.events.delete().where(schema.events.c.event_id == event_id))
+
+    def _triggered(self, box_id: str) -> ColumnElement[bool]:
+        # Neither backend has a portable "JSON array contains", so each uses its own table function.
+        postgres = self._engine.dialect.name == "postgresql"
+        unnest = func.json_array_elements_text if postgres else func.json_each
+        members = unnest(schema.events.c.boxes_triggered).table_valued("value")
+        return select(literal(1)).select_from(members).where(members.c.value == box_id).exists()
+
+
+def check_limit(limit: int) -> None:
+    """A page holds at least one row."""
+    if limit < 1:
+        raise InvalidValue(f"limit {limit} must be a positive number of rows")
+
+
+def keyset_before(
+    conn: Connection, start: Column[int], row_id: Column[int], before_id: int, what: str
+) -> ColumnElement[bool]:
+    """Rows after `before_id` in (start desc, id desc) order: the next page of a listing."""
+    pivot = conn.execute(select(start).where(row_id == before_id)).scalar_one_or_none()
+    if pivot is None:
+        raise NotFound(f"no {what} {before_id} to continue the listing from")
+    return or_(start < pivot, and_(start == pivot, row_id < before_id))
+
+
+def _check_window(where: str, start_ms: int, end_ms: int) -> None:
+    if start_ms > end_ms:
+        raise InvalidValue(f"{where}: start {start_ms} ms is after end {end_ms} ms")
+
+
+def _box_ids(values: Iterable[object], where: str) -> list[str]:
+    boxes = list(values)
+    if not all(isinstance(box, str) and box for box in boxes):
+        raise InvalidValue(f"{where}: {boxes!r} must hold non-empty box id strings")
+    if len(set(boxes)) != len(boxes):
+        raise InvalidValue(f"{where}: {boxes!r} lists a box twice")
+    return [str(box) for box in boxes]
+
+
+def _ints(values: Iterable[object], where: str) -> list[int]:
+    try:
+        # operator.index takes ints (numpy's too) and refuses floats and strings.
+        return [operator.index(value) for value in values]  # type: ignore[call-overload]
+    except TypeError as err:
+        raise InvalidValue(f"{where}: {err}; integers [ms] are expected") from err
+
+
+def _event_exists(conn: Connection, event_id: int) -> bool:
+    ev = schema.events
+    return conn.execute(select(ev.c.event_id).where(ev.c.event_id == event_id)).first() is not None
+
+
+def _event(row: Row[Any]) -> Event:
+    return Event(
+        event_id=row.event_id,
+        target_event_start_timestamp_ms=row.target_event_start_timestamp_ms,
+        target_event_end_timestamp_ms=row.target_event_end_timestamp_ms,
+        boxes_triggered=tuple(row.boxes_triggered),
+        boxes_received=tuple(row.boxes_received),
+        latencies_ms=tuple(row.latencies_ms),
+        description=row.description,
+    )
+
+
+def _box_event(row: Row[Any]) -> BoxEvent:
+    return BoxEvent(
+        event_id=row.event_id,
+        box_id=row.box_id,
+        event_start_timestamp_ms=row.event_start_timestamp_ms,
+        event_end_timestamp_ms=row.event_end_timestamp_ms,
+        window_timestamps_ms=tuple(row.window_timestamps_ms),
+        location=row.location,
+        data_fs_filename=row.data_fs_filename,
+    )

@@ -20,6 +20,7 @@ from opq.store.measurements import Measurements, Trends
 from opq.store.monitoring import HealthRecords, SystemStats
 from opq.store.notifications import Notifications
 from opq.store.places import Locations, Regions
+from opq.store.retention import prune_expired
 from opq.store.triggering import Triggering
 from opq.store.users import Users
 
@@ -58,6 +59,10 @@ class Store:
     def allocate_id(self, kind: IdKind) -> int:
         """A new event or incident id, never handed out before."""
         return allocate_ids(self.engine, kind)[0]
+
+    def prune(self, now_ms: int) -> dict[str, int]:
+        """Delete what expired by now_ms; how much was deleted per collection."""
+        return prune_expired(self.engine, self.events, now_ms)
 
     def row_counts(self) -> dict[str, int]:
         """How many rows each table holds."""
