@@ -9,7 +9,6 @@ Run `python tests/pgserver.py` to keep one up by hand (for `opq bench store --db
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pwd
 import shutil
@@ -28,8 +27,8 @@ def find_bindir() -> Path | None:
     on_path = shutil.which("pg_ctl")
     if on_path and shutil.which("initdb"):
         return Path(on_path).resolve().parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
-    return Path(candidates[0]).parent if candidates else None
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), reverse=True)
+    return candidates[0].parent if candidates else None
 
 
 def _as_server_user(command: list[str]) -> list[str]:
@@ -71,11 +70,31 @@ def throwaway_server(*, durable: bool = False) -> Iterator[str]:
     try:
         _run([str(bindir / "initdb"), "-D", str(data), "-U", USER, "-A", "trust", "-E", "UTF8"])
         _run(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w",
-             "-o", options, "start"]
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "server.log"),
+                "-w",
+                "-o",
+                options,
+                "start",
+            ]
         )
         try:
-            _run([str(bindir / "createdb"), "-h", str(socket_dir), "-p", str(PORT), "-U", USER, "opq"])
+            _run(
+                [
+                    str(bindir / "createdb"),
+                    "-h",
+                    str(socket_dir),
+                    "-p",
+                    str(PORT),
+                    "-U",
+                    USER,
+                    "opq",
+                ]
+            )
             yield f"postgresql://{USER}@/opq?host={socket_dir}&port={PORT}"
         finally:
             _run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])

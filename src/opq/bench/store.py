@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 from sqlalchemy import func, select, text
 
 from opq.errors import StorageError
@@ -221,8 +220,7 @@ def _bench_inserts(
     )
 
 
-def _trends(fleet: _Fleet, minute: int, rng: npt.NDArray[np.float64] | np.random.Generator) -> list[Trend]:
-    assert isinstance(rng, np.random.Generator)
+def _trends(fleet: _Fleet, minute: int, rng: np.random.Generator) -> list[Trend]:
     timestamp_ms = fleet.start_ms + (minute + 1) * MINUTE_MS
     values = rng.normal(0.0, 1.0, (fleet.boxes, 3))
     trends = []

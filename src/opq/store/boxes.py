@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Column, Connection, Engine, select
 
 from opq.errors import Conflict, InvalidValue, NotFound
 from opq.store import schema
@@ -159,8 +159,8 @@ class Boxes:
                 raise NotFound(f"no box {box_id!r}")
 
 
-def _taken(conn: Connection, column: object, value: str) -> bool:
-    return conn.execute(select(column).where(column == value)).first() is not None  # type: ignore[arg-type, operator]
+def _taken(conn: Connection, column: Column[str], value: str) -> bool:
+    return conn.execute(select(column).where(column == value)).first() is not None
 
 
 def _check_location(conn: Connection, slug: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import operator
 from collections.abc import Iterable
 from typing import Any
@@ -166,7 +167,7 @@ class Events:
                 query = query.where(keyset_before(conn, start, eid, before_id, "event"))
             return [_event(row) for row in conn.execute(query)]
 
-    def ids_after(self, event_id: int) -> list[int]:
+    def ids_after(self, event_id: int) -> builtins.list[int]:
         """Ids of the events stored with an id above event_id, ascending."""
         eid = schema.events.c.event_id
         query = select(eid).where(eid > event_id).order_by(eid)
@@ -245,7 +246,7 @@ def _box_ids(values: Iterable[object], where: str) -> list[str]:
 def _ints(values: Iterable[object], where: str) -> list[int]:
     try:
         # operator.index takes ints (numpy's too) and refuses floats and strings.
-        return [operator.index(value) for value in values]  # type: ignore[call-overload]
+        return [operator.index(value) for value in values]  # type: ignore[arg-type]
     except TypeError as err:
         raise InvalidValue(f"{where}: {err}; integers [ms] are expected") from err
 

@@ -1,4 +1,4 @@
-"""Waveform files in the GridFS layout: streamed in and out in fixed-size chunks, checked on read."""
+"""Waveform files in the GridFS layout: streamed in fixed-size chunks, checked on read."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, func, select
@@ -23,6 +22,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 255 * 1024
 # A writer commits its full chunks about once per this many bytes: few, short transactions.
 _FLUSH_BYTES = 1024 * 1024
+Bytes = bytes | bytearray | memoryview
 
 
 def _wall_clock_ms() -> int:
@@ -75,27 +75,26 @@ class Files:
             if taken is not None:
                 state = "is being written" if taken.length is None else "already exists"
                 raise Conflict(f"file {filename!r} {state}")
-            # Until the upload finishes, upload_date_ms holds when it started.
-            inserted = conn.execute(
-                f.insert().values(
+            # Until the upload finishes, length is NULL and upload_date_ms holds when it started.
+            file_id = conn.execute(
+                f.insert()
+                .values(
                     filename=filename,
-                    length=None,
                     chunk_size=self.chunk_size,
                     upload_date_ms=self._clock_ms(),
-                    md5=None,
                     event_id=event_id,
                     box_id=box_id,
                     incident_id=incident_id,
                     metadata=document,
                 )
-            )
-            file_id = int(inserted.inserted_primary_key[0])
+                .returning(f.c.id)
+            ).scalar_one()
         return FileWriter(self._engine, file_id, filename, self.chunk_size, self._clock_ms)
 
     def put(
         self,
         filename: str,
-        data: bytes | Iterable[bytes],
+        data: Bytes | Iterable[Bytes],
         *,
         event_id: int | None = None,
         box_id: str | None = None,
@@ -103,9 +102,7 @@ class Files:
         metadata: dict[str, Any] | None = None,
     ) -> StoredFile:
         """Store a whole file from bytes or from an iterable of pieces."""
-        pieces: Iterable[bytes] = (
-            [data] if isinstance(data, bytes | bytearray | memoryview) else data
-        )
+        pieces = [data] if isinstance(data, Bytes) else data
         writer = self.open_writer(
             filename, event_id=event_id, box_id=box_id, incident_id=incident_id, metadata=metadata
         )
@@ -207,14 +204,22 @@ class FileWriter:
         self._info: StoredFile | None = None
         self._aborted = False
 
-    def write(self, data: bytes) -> int:
-        """Append bytes to the file; returns how many."""
+    def write(self, data: Bytes) -> int:
+        """Append bytes to the file; returns how many. A failed write discards the whole file."""
         if self._info is not None or self._aborted:
             raise ValueError(f"file {self.filename!r} is closed for writing")
         view = memoryview(data).cast("B")
         count = len(view)
         self._md5.update(view)
         self._length += count
+        try:
+            self._split(view)
+        except BaseException:
+            self._discard_quietly()
+            raise
+        return count
+
+    def _split(self, view: memoryview) -> None:
         size = self._chunk_size
         if self._partial:
             take = min(size - len(self._partial), len(view))
@@ -227,10 +232,9 @@ class FileWriter:
             self._add_chunk(bytes(view[:size]))
             view = view[size:]
         self._partial += view
-        return count
 
     def close(self) -> StoredFile:
-        """Write the last chunk and make the file visible; the partial file is deleted on failure."""
+        """Write the last chunk and make the file visible; on failure, delete what was written."""
         if self._info is not None:
             return self._info
         if self._aborted:
@@ -296,12 +300,7 @@ class FileWriter:
     def __enter__(self) -> FileWriter:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_rest: object) -> None:
         if exc_type is None:
             self.close()
         elif self._info is None and not self._aborted:
@@ -309,7 +308,7 @@ class FileWriter:
 
 
 class FileReader(io.BufferedIOBase):
-    """A finished file opened for reading: chunks are fetched one at a time and checked as they come.
+    """A finished file opened for reading: chunks are fetched one at a time and checked.
 
     A missing, misplaced or wrongly sized chunk raises StorageError when reached; a wrong md5 raises
     it when the last chunk is fetched, before any of that chunk is handed out.
@@ -388,7 +387,7 @@ class FileReader(io.BufferedIOBase):
             expected = min(info.chunk_size, info.length - n * info.chunk_size)
             if len(data) != expected:
                 raise StorageError(
-                    f"file {info.filename!r}: chunk {n} holds {len(data)} bytes, expected {expected}"
+                    f"file {info.filename!r}: chunk {n} has {len(data)} bytes, not {expected}"
                 )
             if n == self._chunk_count - 1:
                 self._verify_whole(conn, data)
@@ -407,14 +406,13 @@ class FileReader(io.BufferedIOBase):
         ).scalar_one()
         if stray:
             raise StorageError(
-                f"file {info.filename!r}: {stray} chunk(s) numbered outside 0..{self._chunk_count - 1}"
-                f" for its {info.length} bytes"
+                f"file {info.filename!r}: {stray} stray chunk(s) beyond its {info.length} bytes"
             )
         md5 = self._md5.copy()
         md5.update(last_chunk)
         if md5.hexdigest() != info.md5:
             raise StorageError(
-                f"file {info.filename!r}: content has md5 {md5.hexdigest()}, stored md5 is {info.md5}"
+                f"file {info.filename!r}: content has md5 {md5.hexdigest()}, not {info.md5}"
             )
         self._md5, self._verified = md5, True
 

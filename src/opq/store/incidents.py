@@ -1,11 +1,312 @@
-"""PLACEHOLDER being written by a helper."""
+"""Incidents: classified disturbances at one box, with their classifications and annotations."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+import builtins
+import math
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, Select, func, select
+
+from opq.errors import Conflict, InvalidValue, NotFound
+from opq.store import schema
+from opq.store.classifications import Classification, IeeeDuration, MeasurementType
+from opq.store.engine import translated
+from opq.store.events import check_limit, keyset_before
+from opq.store.models import Annotation, Incident
 
 
 class Incidents:
+    """The incidents collection, kept for `lifetime_ms` after an incident's end."""
+
     def __init__(self, engine: Engine, lifetime_ms: int | None = None) -> None:
         self._engine = engine
         self._lifetime_ms = lifetime_ms
+
+    def add(self, incident: Incident) -> None:
+        """Store a new incident; its id comes from `allocate_ids(engine, "incident")`."""
+        iid = incident.incident_id
+        row = _incident_row(incident)
+        row["expire_at"] = (
+            None if self._lifetime_ms is None else incident.end_timestamp_ms + self._lifetime_ms
+        )
+        where = f"incident {iid}: classification"
+        # A classification listed twice is still one fact about the incident.
+        classifications = sorted(
+            {_member(Classification, c, where) for c in incident.classifications}
+        )
+        annotations = [_annotation_row(iid, a) for a in incident.annotations]
+        inc = schema.incidents
+        with translated(f"add incident {iid}"), self._engine.begin() as conn:
+            if _incident_exists(conn, iid):
+                raise Conflict(f"incident {iid} already exists")
+            conn.execute(inc.insert().values(row))
+            if classifications:
+                conn.execute(
+                    schema.incident_classifications.insert(),
+                    [{"incident_id": iid, "classification": c} for c in classifications],
+                )
+            if annotations:
+                conn.execute(schema.incident_annotations.insert(), annotations)
+
+    def get(self, incident_id: int) -> Incident:
+        """The incident with this id; NotFound if there is none."""
+        inc = schema.incidents
+        query = select(inc).where(inc.c.incident_id == incident_id)
+        with translated(f"read incident {incident_id}"), self._engine.connect() as conn:
+            found = _read(conn, query)
+        if not found:
+            raise NotFound(f"no incident {incident_id}")
+        return found[0]
+
+    def list(
+        self,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        box_id: str | None = None,
+        location: str | None = None,
+        measurement_type: str | None = None,
+        classification: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[Incident]:
+        """Incidents overlapping [start_ms, end_ms] that match every filter given, newest first.
+
+        Newest is the latest start, then the highest id; before_id continues a listing after
+        the incident with that id (the last of the previous page).
+        """
+        check_limit(limit)
+        inc, ic = schema.incidents, schema.incident_classifications
+        start, iid = inc.c.start_timestamp_ms, inc.c.incident_id
+        query = select(inc).order_by(start.desc(), iid.desc()).limit(limit)
+        if start_ms is not None:
+            query = query.where(inc.c.end_timestamp_ms >= start_ms)
+        if end_ms is not None:
+            query = query.where(start <= end_ms)
+        # A misspelt vocabulary word would silently match nothing: refuse it instead.
+        if measurement_type is not None:
+            measurement_type = _member(MeasurementType, measurement_type, "measurement_type")
+        if classification is not None:
+            classification = _member(Classification, classification, "classification")
+        for column, value in (
+            (inc.c.box_id, box_id),
+            (inc.c.location, location),
+            (inc.c.measurement_type, measurement_type),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if classification is not None:
+            query = query.where(
+                select(ic.c.incident_id)
+                .where(ic.c.incident_id == iid, ic.c.classification == classification)
+                .exists()
+            )
+        with translated("list incidents"), self._engine.connect() as conn:
+            if before_id is not None:
+                query = query.where(keyset_before(conn, start, iid, before_id, "incident"))
+            return _read(conn, query)
+
+    def for_event(self, event_id: int) -> builtins.list[Incident]:
+        """The incidents analysis found in an event, oldest start first."""
+        inc = schema.incidents
+        query = (
+            select(inc)
+            .where(inc.c.event_id == event_id)
+            .order_by(inc.c.start_timestamp_ms, inc.c.incident_id)
+        )
+        with translated(f"read the incidents of event {event_id}"), self._engine.connect() as conn:
+            return _read(conn, query)
+
+    def annotate(self, incident_id: int, annotation: Annotation) -> None:
+        """Add a person's note to an incident."""
+        row = _annotation_row(incident_id, annotation)
+        with translated(f"annotate incident {incident_id}"), self._engine.begin() as conn:
+            if not _incident_exists(conn, incident_id):
+                raise NotFound(f"no incident {incident_id}")
+            conn.execute(schema.incident_annotations.insert().values(row))
+
+    def delete_for_event(self, event_id: int, *, produced_by: str | None = None) -> int:
+        """Delete an event's incidents (only those of plugin `produced_by` if given); how many.
+
+        Their classifications, annotations and waveform files go with them, so the event can be
+        analyzed again.
+        """
+        inc, f, c = schema.incidents, schema.files, schema.chunks
+        query = select(inc.c.incident_id, inc.c.metadata).where(inc.c.event_id == event_id)
+        with translated(f"delete the incidents of event {event_id}"), self._engine.begin() as conn:
+            ids = [
+                iid
+                for iid, metadata in conn.execute(query)
+                if produced_by is None or metadata.get("plugin") == produced_by
+            ]
+            if not ids:
+                return 0
+            files = select(f.c.id).where(f.c.incident_id.in_(ids))
+            conn.execute(c.delete().where(c.c.files_id.in_(files)))
+            conn.execute(f.delete().where(f.c.incident_id.in_(ids)))
+            for table in (schema.incident_classifications, schema.incident_annotations, inc):
+                conn.execute(table.delete().where(table.c.incident_id.in_(ids)))
+        return len(ids)
+
+    def count(self, since_ms: int | None = None) -> int:
+        """How many incidents there are, or how many start at or after since_ms."""
+        inc = schema.incidents
+        query = select(func.count()).select_from(inc)
+        if since_ms is not None:
+            query = query.where(inc.c.start_timestamp_ms >= since_ms)
+        with translated("count incidents"), self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+
+def _incident_row(incident: Incident) -> dict[str, Any]:
+    where = f"incident {incident.incident_id}"
+    if not (isinstance(incident.box_id, str) and incident.box_id):
+        raise InvalidValue(f"{where}: box_id {incident.box_id!r} must be a non-empty string")
+    if incident.start_timestamp_ms > incident.end_timestamp_ms:
+        raise InvalidValue(
+            f"{where}: start {incident.start_timestamp_ms} ms is after end "
+            f"{incident.end_timestamp_ms} ms"
+        )
+    deviation = incident.deviation_from_nominal
+    if deviation is not None:
+        if not (isinstance(deviation, int | float) and math.isfinite(deviation)):
+            raise InvalidValue(
+                f"{where}: deviation_from_nominal {deviation!r} must be a finite number"
+            )
+        deviation = float(deviation)
+    if not isinstance(incident.metadata, dict):
+        raise InvalidValue(f"{where}: metadata must be a dict, not {type(incident.metadata)}")
+    if not all(isinstance(m, dict) for m in incident.measurements):
+        raise InvalidValue(f"{where}: measurements must be dicts")
+    ieee_duration = incident.ieee_duration
+    return {
+        "incident_id": incident.incident_id,
+        "event_id": incident.event_id,
+        "box_id": incident.box_id,
+        "start_timestamp_ms": incident.start_timestamp_ms,
+        "end_timestamp_ms": incident.end_timestamp_ms,
+        "location": incident.location,
+        "measurement_type": _member(
+            MeasurementType, incident.measurement_type, f"{where}: measurement_type"
+        ),
+        "deviation_from_nominal": deviation,
+        "measurements": _plain(list(incident.measurements), f"{where}: measurements"),
+        "gridfs_filename": incident.gridfs_filename,
+        "ieee_duration": None
+        if ieee_duration is None
+        else _member(IeeeDuration, ieee_duration, f"{where}: ieee_duration"),
+        "metadata": _plain(incident.metadata, f"{where}: metadata"),
+    }
+
+
+def _member(vocabulary: type[StrEnum], value: object, where: str) -> str:
+    allowed = {member.value for member in vocabulary}
+    if value not in allowed:
+        raise InvalidValue(f"{where} {value!r} is not one of {', '.join(sorted(allowed))}")
+    return str(vocabulary(value).value)
+
+
+def _plain(value: object, where: str) -> Any:
+    """A copy of `value` made of JSON's own types only, so it reads back equal to what was given.
+
+    Subclasses of Python's types (numpy.float64, a StrEnum member) become the plain type; anything
+    else (numpy.float32, numpy.int64, arrays, datetimes) and NaN or infinity are refused.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidValue(f"{where} is {value}: JSON holds only finite numbers")
+        return float(value)
+    if isinstance(value, list | tuple):
+        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        plain = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidValue(f"{where} has the key {key!r}: JSON keys are strings")
+            plain[str(key)] = _plain(item, f"{where}[{key!r}]")
+        return plain
+    raise InvalidValue(
+        f"{where} is a {type(value).__module__}.{type(value).__qualname__} ({value!r}), "
+        "not a JSON value: convert it with float(), int(), str() or .tolist() first"
+    )
+
+
+def _annotation_row(incident_id: int, annotation: Annotation) -> dict[str, Any]:
+    where = f"incident {incident_id}: annotation"
+    if not (isinstance(annotation.text, str) and annotation.text.strip()):
+        raise InvalidValue(f"{where} by {annotation.username!r} has no text")
+    if not (isinstance(annotation.username, str) and annotation.username.strip()):
+        raise InvalidValue(f"{where} {annotation.text!r} names no user")
+    return {
+        "incident_id": incident_id,
+        "username": annotation.username,
+        "text": annotation.text,
+        "timestamp_ms": annotation.timestamp_ms,
+    }
+
+
+def _incident_exists(conn: Connection, incident_id: int) -> bool:
+    inc = schema.incidents
+    query = select(inc.c.incident_id).where(inc.c.incident_id == incident_id)
+    return conn.execute(query).first() is not None
+
+
+def _read(conn: Connection, query: Select[Any]) -> list[Incident]:
+    """The incidents a query selects, with classifications and annotations: one query each."""
+    rows = conn.execute(query).all()
+    ids = [row.incident_id for row in rows]
+    if not ids:
+        return []
+    ic, ia = schema.incident_classifications, schema.incident_annotations
+    classifications: dict[int, list[str]] = {}
+    for iid, classification in conn.execute(
+        select(ic.c.incident_id, ic.c.classification)
+        .where(ic.c.incident_id.in_(ids))
+        .order_by(ic.c.incident_id, ic.c.classification)
+    ):
+        classifications.setdefault(iid, []).append(classification)
+    annotations: dict[int, list[Annotation]] = {}
+    for row in conn.execute(
+        select(ia)
+        .where(ia.c.incident_id.in_(ids))
+        .order_by(ia.c.incident_id, ia.c.timestamp_ms, ia.c.id)
+    ):
+        annotations.setdefault(row.incident_id, []).append(
+            Annotation(row.username, row.text, row.timestamp_ms)
+        )
+    return [
+        _incident(
+            row, classifications.get(row.incident_id, ()), annotations.get(row.incident_id, ())
+        )
+        for row in rows
+    ]
+
+
+def _incident(
+    row: Row[Any], classifications: Iterable[str], annotations: Sequence[Annotation]
+) -> Incident:
+    return Incident(
+        incident_id=row.incident_id,
+        box_id=row.box_id,
+        start_timestamp_ms=row.start_timestamp_ms,
+        end_timestamp_ms=row.end_timestamp_ms,
+        measurement_type=row.measurement_type,
+        classifications=tuple(classifications),
+        event_id=row.event_id,
+        location=row.location,
+        deviation_from_nominal=row.deviation_from_nominal,
+        measurements=tuple(row.measurements),
+        gridfs_filename=row.gridfs_filename,
+        ieee_duration=row.ieee_duration,
+        annotations=tuple(annotations),
+        metadata=row.metadata,
+    )

@@ -39,7 +39,8 @@ def check_health_record(record: HealthRecord) -> None:
         )
     if record.status not in HEALTH_STATUSES:
         raise InvalidValue(
-            f"{where}: status {record.status!r} is not valid: use one of {', '.join(HEALTH_STATUSES)}"
+            f"{where}: status {record.status!r} is not valid: "
+            f"use one of {', '.join(HEALTH_STATUSES)}"
         )
 
 

@@ -83,7 +83,7 @@ class Notifications:
             return [_notification(row._mapping) for row in conn.execute(query)]
 
     def mark_delivered(self, ids: Iterable[int]) -> int:
-        """Flag these notifications as sent; returns how many there were (unknown ids are skipped)."""
+        """Flag these notifications as sent; returns how many were found (unknown ids skipped)."""
         wanted = sorted(set(ids))
         if not wanted:
             return 0

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Column, Connection, Engine, select
 
 from opq.errors import Conflict, InvalidValue, NotFound
 from opq.store import schema
@@ -154,7 +155,7 @@ class Regions:
             slugs = conn.execute(select(schema.regions.c.slug).order_by(schema.regions.c.slug))
             return [_region(conn, slug) for slug in slugs.scalars().all()]
 
-    def locations_within(self, slug: str) -> list[str]:
+    def locations_within(self, slug: str) -> builtins.list[str]:
         """Every location of the region, directly or through the regions it includes."""
         with translated(f"resolve region {slug!r}"), self._engine.connect() as conn:
             if not _exists(conn, schema.regions.c.slug, slug):
@@ -164,7 +165,7 @@ class Regions:
                 found.update(_region(conn, region).locations)
         return sorted(found)
 
-    def regions_of(self, location: str) -> list[str]:
+    def regions_of(self, location: str) -> builtins.list[str]:
         """Every region that contains the location, directly or through nesting."""
         rl, rs = schema.region_locations, schema.region_subregions
         with translated(f"find regions of location {location!r}"), self._engine.connect() as conn:
@@ -183,8 +184,8 @@ class Regions:
         return sorted(found)
 
 
-def _exists(conn: Connection, column: object, value: str) -> bool:
-    return conn.execute(select(column).where(column == value)).first() is not None  # type: ignore[arg-type, operator]
+def _exists(conn: Connection, column: Column[str], value: str) -> bool:
+    return conn.execute(select(column).where(column == value)).first() is not None
 
 
 def _region(conn: Connection, slug: str) -> Region:

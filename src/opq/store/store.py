@@ -69,7 +69,9 @@ class Store:
         counts = {}
         with translated("count rows"), self.engine.connect() as conn:
             for name, table in schema.metadata.tables.items():
-                counts[name] = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+                counts[name] = int(
+                    conn.execute(select(func.count()).select_from(table)).scalar_one()
+                )
         return counts
 
     def close(self) -> None:

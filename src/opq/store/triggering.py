@@ -1,4 +1,4 @@
-"""Triggering thresholds (the original's makai_config): defaults, partial overrides per box, a version."""
+"""Triggering thresholds (the original's makai_config): defaults, per-box overrides, a version."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 FIELDS: tuple[str, ...] = schema.TRIGGER_FIELDS
 REFERENCE_FIELDS = ("ref_f", "ref_v")
-assert FIELDS == tuple(f.name for f in fields(TriggerThresholds)), "schema and model disagree"
+assert tuple(f.name for f in fields(TriggerThresholds)) == FIELDS, "schema and model disagree"
 
 
 def check_field_name(name: str) -> None:
@@ -97,7 +97,7 @@ class Triggering:
             conn.execute(
                 o.update()
                 .where(o.c.box_id == box_id)
-                .values(dict.fromkeys(FIELDS), updated_ms=_next_version(conn))
+                .values({**dict.fromkeys(FIELDS), "updated_ms": _next_version(conn)})
             )
 
     def overrides(self) -> dict[str, dict[str, float]]:
@@ -146,7 +146,7 @@ def _version(conn: Connection) -> int:
 
 
 def _next_version(conn: Connection) -> int:
-    # Strictly above the current version, even for two changes in one millisecond or a clock step back.
+    # Strictly above the current version, even for two changes in one ms or a clock stepping back.
     return max(int(time.time() * 1000), _version(conn) + 1)
 
 

@@ -68,8 +68,8 @@ def check_profile(profile: UserProfile) -> None:
     prefs = profile.notification_preferences
     if prefs.max_per_day not in MAX_PER_DAY:
         raise InvalidValue(
-            f"user {profile.username!r}: max_per_day {prefs.max_per_day!r} is not valid: use one of "
-            f"{', '.join(repr(v) for v in MAX_PER_DAY)}"
+            f"user {profile.username!r}: max_per_day {prefs.max_per_day!r} is not valid: "
+            f"use one of {', '.join(repr(v) for v in MAX_PER_DAY)}"
         )
     if not all(isinstance(t, str) and t.strip() for t in prefs.notification_types):
         raise InvalidValue(
@@ -139,14 +139,6 @@ class Users:
         if row is None:
             raise NotFound(f"no user {username!r}")
         return _profile(row._mapping)
-
-    def list(self) -> list[UserProfile]:
-        """Every user's profile, by username."""
-        p = schema.user_profiles
-        with translated("list users"), self._engine.connect() as conn:
-            return [
-                _profile(row._mapping) for row in conn.execute(select(p).order_by(p.c.username))
-            ]
 
     def count(self) -> int:
         """How many users there are."""
@@ -225,7 +217,7 @@ class Users:
                 raise NotFound(f"no user {username!r}")
 
     def update_profile(self, profile: UserProfile) -> None:
-        """Overwrite names, role, phone and preferences; unseen_notifications belongs to notifications."""
+        """Overwrite names, role, phone and preferences; notifications own the unseen flag."""
         check_profile(profile)
         p = schema.user_profiles
         with translated(f"update user {profile.username!r}"), self._engine.begin() as conn:
@@ -290,6 +282,15 @@ class Users:
             _require_box(conn, box_id)
             query = select(o.c.username).where(o.c.box_id == box_id).order_by(o.c.username)
             return list(conn.execute(query).scalars().all())
+
+    # Last in the class: below this point, `list` would name the method, not the type.
+    def list(self) -> list[UserProfile]:
+        """Every user's profile, by username."""
+        p = schema.user_profiles
+        with translated("list users"), self._engine.connect() as conn:
+            return [
+                _profile(row._mapping) for row in conn.execute(select(p).order_by(p.c.username))
+            ]
 
 
 def _now_ms() -> int:
