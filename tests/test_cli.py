@@ -62,9 +62,7 @@ def fails(code: int, *args: str, input: str | None = None) -> str:
     return lines[0]
 
 
-def add_location(
-    db_url: str, slug: str, longitude: str = "-157.816", latitude: str = "21.297"
-) -> None:
+def add_location(db_url: str, slug: str, longitude: str = "-157.816", latitude: str = "21.297") -> None:
     ok("locations", "add", slug, "--longitude", longitude, "--latitude", latitude,
        "--description", f"the {slug} building", "--db", db_url)  # fmt: skip
 
@@ -188,9 +186,7 @@ def test_box_add_move_list_keeps_the_history(db_url: str) -> None:
         {"location": "uh-post", "location_start_time_ms": parse_time_ms("2026-11-01T00:00:00Z")},
         {"location": "kcc", "location_start_time_ms": parse_time_ms("2026-11-22T10:00:00Z")},
     ]
-    assert "must come after" in fails(
-        2, "boxes", "move", "1", "uh-post", "--at", "1000", "--db", db_url
-    )
+    assert "must come after" in fails(2, "boxes", "move", "1", "uh-post", "--at", "1000", "--db", db_url)
     assert "'yesterday'" in fails(2, "boxes", "move", "1", "uh-post", "--at", "yesterday",
                                   "--db", db_url)  # fmt: skip
     table = ok("boxes", "list", "--db", db_url).stdout

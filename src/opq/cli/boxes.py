@@ -34,8 +34,7 @@ AtOption = Annotated[
         "--at",
         metavar="TIME",
         show_default=False,
-        help="When: ISO 8601 (2026-11-22T10:00:00Z; UTC if no offset) or ms since the epoch "
-        "(default: now).",
+        help="When: ISO 8601 (2026-11-22T10:00:00Z; UTC if no offset) or ms since the epoch (default: now).",
     ),
 ]
 
@@ -60,9 +59,7 @@ def add(
     calibration: Annotated[
         float, typer.Option(help="Calibration constant in ADC counts per volt.")
     ] = DEFAULT_CALIBRATION_COUNTS_PER_V,
-    location: Annotated[
-        str | None, typer.Option(metavar="SLUG", help="The location the box is at.")
-    ] = None,
+    location: Annotated[str | None, typer.Option(metavar="SLUG", help="The location the box is at.")] = None,
     at: AtOption = None,
     description: Annotated[str, typer.Option(help="Free text about the box.")] = "",
     public_key: Annotated[

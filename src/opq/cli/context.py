@@ -89,8 +89,7 @@ def parse_time_ms(text: str | None) -> int:
         moment = datetime.fromisoformat(text.strip())
     except ValueError as err:
         raise InvalidValue(
-            f"time {text!r} is neither ISO 8601 (like 2026-11-22T10:00:00Z) nor integer ms "
-            "since the epoch"
+            f"time {text!r} is neither ISO 8601 (like 2026-11-22T10:00:00Z) nor integer ms since the epoch"
         ) from err
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -110,9 +109,7 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def print_table(
-    title: str, columns: Sequence[str | Column], rows: Iterable[Sequence[object]]
-) -> None:
+def print_table(title: str, columns: Sequence[str | Column], rows: Iterable[Sequence[object]]) -> None:
     """Print a table on stdout; cells are text, never rich markup."""
     table = Table(*columns, title=title, title_justify="left")
     for row in rows:

@@ -49,9 +49,7 @@ def configure_logging(level: str, log_format: str) -> None:
     for handler in [h for h in root.handlers if isinstance(h, StderrHandler)]:
         root.removeHandler(handler)
     handler = StderrHandler()
-    handler.setFormatter(
-        JsonLinesFormatter() if log_format == "json" else logging.Formatter(PLAIN_FORMAT)
-    )
+    handler.setFormatter(JsonLinesFormatter() if log_format == "json" else logging.Formatter(PLAIN_FORMAT))
     root.addHandler(handler)
     root.setLevel(level)
     # Alembic tells at INFO which migration context it uses on every connection; the commands

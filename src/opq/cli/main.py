@@ -78,9 +78,7 @@ def root(
     ctx: typer.Context,
     log_level: Annotated[
         LogLevel | None,
-        typer.Option(
-            case_sensitive=False, show_default=False, help="Overrides the log_level setting."
-        ),
+        typer.Option(case_sensitive=False, show_default=False, help="Overrides the log_level setting."),
     ] = None,
     log_format: Annotated[
         LogFormat | None,

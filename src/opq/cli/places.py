@@ -12,13 +12,9 @@ from opq.errors import InvalidValue
 from opq.store.models import Location
 
 locations_app = typer.Typer(help="Places boxes can be at.", no_args_is_help=True)
-regions_app = typer.Typer(
-    help="Named groups of locations and of other regions.", no_args_is_help=True
-)
+regions_app = typer.Typer(help="Named groups of locations and of other regions.", no_args_is_help=True)
 
-SlugArgument = Annotated[
-    str, typer.Argument(help="A short name, unique among locations and regions.")
-]
+SlugArgument = Annotated[str, typer.Argument(help="A short name, unique among locations and regions.")]
 LocationsOption = Annotated[
     list[str] | None,
     typer.Option("--location", "-l", metavar="SLUG", help="A location to include (repeatable)."),

@@ -9,7 +9,7 @@ from sqlalchemy import Column, Connection, Engine, select
 
 from opq.errors import Conflict, InvalidValue, NotFound
 from opq.store import schema
-from opq.store.engine import translated
+from opq.store.engine import translated, write_transaction
 from opq.store.models import Box, LocationStint
 
 _BOX_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -47,7 +47,7 @@ class Boxes:
         if box.public_key is not None:
             check_public_key(box.public_key)
         b = schema.opq_boxes
-        with translated(f"add box {box.box_id!r}"), self._engine.begin() as conn:
+        with translated(f"add box {box.box_id!r}"), write_transaction(self._engine) as conn:
             for column, value, what in (
                 (b.c.box_id, box.box_id, "box id"),
                 (b.c.name, box.name, "box name"),
@@ -94,7 +94,7 @@ class Boxes:
     def move(self, box_id: str, location: str, start_time_ms: int) -> None:
         """Put the box at a new location from start_time_ms on, appending to its history."""
         b = schema.opq_boxes
-        with translated(f"move box {box_id!r} to {location!r}"), self._engine.begin() as conn:
+        with translated(f"move box {box_id!r} to {location!r}"), write_transaction(self._engine) as conn:
             current = conn.execute(
                 select(b.c.location_start_time_ms).where(b.c.box_id == box_id)
             ).first()
@@ -148,7 +148,7 @@ class Boxes:
 
     def _update(self, box_id: str, action: str, **values: object) -> None:
         b = schema.opq_boxes
-        with translated(action), self._engine.begin() as conn:
+        with translated(action), write_transaction(self._engine) as conn:
             if "public_key" in values and values["public_key"] is not None:
                 owner = conn.execute(
                     select(b.c.box_id).where(b.c.public_key == values["public_key"])

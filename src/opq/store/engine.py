@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, text
 from sqlalchemy.engine import URL
 
 from opq.errors import Conflict, InvalidValue, NotFound, StorageError
@@ -16,6 +17,7 @@ from opq.errors import Conflict, InvalidValue, NotFound, StorageError
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_WRITE_OPTION = "opq_write"
 
 
 def redact(url: str | URL) -> str:
@@ -23,7 +25,7 @@ def redact(url: str | URL) -> str:
     try:
         parsed = make_url(url) if isinstance(url, str) else url
     except exc.ArgumentError:
-        return "<unparseable database URL>"
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
     return parsed.render_as_string(hide_password=True)
 
 
@@ -62,6 +64,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             parsed,
             pool_pre_ping=True,
+            hide_parameters=True,
             connect_args={"connect_timeout": 10, "application_name": "opq"},
         )
     try:
@@ -79,9 +82,11 @@ def _sqlite_engine(url: URL) -> Engine:
         raise StorageError(
             f"cannot open database {redact(url)}: directory {path.parent} does not exist"
         )
-    # Each connection manages its own transactions (BEGIN IMMEDIATE for writes), so two
-    # processes never deadlock upgrading a read lock to a write lock.
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    # pysqlite's own transaction handling is off; BEGIN is emitted below, IMMEDIATE for writers, so
+    # two processes never deadlock upgrading a read lock to a write lock.
+    engine = create_engine(
+        url, hide_parameters=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -95,9 +100,24 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A writer takes the write lock up front; a reader keeps WAL's snapshot and blocks no one.
+        writes = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
     return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes: committed at the end, rolled back on an exception.
+
+    On SQLite it takes the write lock when it begins (BEGIN IMMEDIATE), waiting for other writers
+    instead of failing when it later upgrades from reading to writing.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE_OPTION: True})
+        with conn.begin():
+            yield conn
 
 
 def _first_line(err: BaseException) -> str:

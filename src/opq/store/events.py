@@ -22,7 +22,7 @@ from sqlalchemy import (
 
 from opq.errors import Conflict, InvalidValue, NotFound
 from opq.store import schema
-from opq.store.engine import translated
+from opq.store.engine import translated, write_transaction
 from opq.store.models import BoxEvent, Event
 
 
@@ -53,7 +53,7 @@ class Events:
             )
         end = event.target_event_end_timestamp_ms
         ev = schema.events
-        with translated(f"add {where}"), self._engine.begin() as conn:
+        with translated(f"add {where}"), write_transaction(self._engine) as conn:
             if _event_exists(conn, eid):
                 raise Conflict(f"{where} already exists")
             conn.execute(
@@ -84,7 +84,7 @@ class Events:
             .where(ev.c.event_id == eid)
             .with_for_update()
         )
-        with translated(f"record box {box!r} of event {eid}"), self._engine.begin() as conn:
+        with translated(f"record box {box!r} of event {eid}"), write_transaction(self._engine) as conn:
             row = conn.execute(current).first()
             if row is None:
                 raise NotFound(f"no event {eid}")
@@ -197,7 +197,7 @@ class Events:
         f, c = schema.files, schema.chunks
         # A file an incident points at outlives the event: the incident is kept longer.
         own_files = and_(f.c.event_id == event_id, f.c.incident_id.is_(None))
-        with translated(f"delete event {event_id}"), self._engine.begin() as conn:
+        with translated(f"delete event {event_id}"), write_transaction(self._engine) as conn:
             if not _event_exists(conn, event_id):
                 raise NotFound(f"no event {event_id}")
             conn.execute(c.delete().where(c.c.files_id.in_(select(f.c.id).where(own_files))))

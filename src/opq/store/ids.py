@@ -8,7 +8,7 @@ from sqlalchemy import Engine, select
 
 from opq.errors import StorageError
 from opq.store import schema
-from opq.store.engine import translated
+from opq.store.engine import translated, write_transaction
 
 IdKind = Literal["event", "incident"]
 
@@ -26,7 +26,7 @@ def allocate_ids(engine: Engine, kind: IdKind, count: int = 1) -> range:
     )
     # One UPDATE ... RETURNING: the row lock (PostgreSQL) or the write lock (SQLite) makes the
     # read and the increment one step.
-    with translated(f"allocate {count} {kind} id(s)"), engine.begin() as conn:
+    with translated(f"allocate {count} {kind} id(s)"), write_transaction(engine) as conn:
         last = conn.execute(bump).scalar_one_or_none()
     if last is None:
         raise StorageError(f"the database has no {kind} id counter: run `opq db upgrade`")

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, Row, Select, func, select
 from opq.errors import Conflict, InvalidValue, NotFound
 from opq.store import schema
 from opq.store.classifications import Classification, IeeeDuration, MeasurementType
-from opq.store.engine import translated
+from opq.store.engine import translated, write_transaction
 from opq.store.events import check_limit, keyset_before
 from opq.store.models import Annotation, Incident
 
@@ -39,7 +39,7 @@ class Incidents:
         )
         annotations = [_annotation_row(iid, a) for a in incident.annotations]
         inc = schema.incidents
-        with translated(f"add incident {iid}"), self._engine.begin() as conn:
+        with translated(f"add incident {iid}"), write_transaction(self._engine) as conn:
             if _incident_exists(conn, iid):
                 raise Conflict(f"incident {iid} already exists")
             conn.execute(inc.insert().values(row))
@@ -123,7 +123,7 @@ class Incidents:
     def annotate(self, incident_id: int, annotation: Annotation) -> None:
         """Add a person's note to an incident."""
         row = _annotation_row(incident_id, annotation)
-        with translated(f"annotate incident {incident_id}"), self._engine.begin() as conn:
+        with translated(f"annotate incident {incident_id}"), write_transaction(self._engine) as conn:
             if not _incident_exists(conn, incident_id):
                 raise NotFound(f"no incident {incident_id}")
             conn.execute(schema.incident_annotations.insert().values(row))
@@ -136,7 +136,7 @@ class Incidents:
         """
         inc, f, c = schema.incidents, schema.files, schema.chunks
         query = select(inc.c.incident_id, inc.c.metadata).where(inc.c.event_id == event_id)
-        with translated(f"delete the incidents of event {event_id}"), self._engine.begin() as conn:
+        with translated(f"delete the incidents of event {event_id}"), write_transaction(self._engine) as conn:
             ids = [
                 iid
                 for iid, metadata in conn.execute(query)

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from opq.errors import InvalidValue
 from opq.store import schema
-from opq.store.engine import translated
+from opq.store.engine import translated, write_transaction
 from opq.store.models import HealthRecord
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class HealthRecords:
             }
             for r in records
         ]
-        with translated(f"store {len(rows)} health records"), self._engine.begin() as conn:
+        with translated(f"store {len(rows)} health records"), write_transaction(self._engine) as conn:
             conn.execute(schema.health.insert(), rows)
 
     def latest(self) -> list[HealthRecord]:
@@ -133,7 +133,7 @@ class SystemStats:
             json.dumps(document, allow_nan=False)
         except (TypeError, ValueError) as err:
             raise InvalidValue(f"system stats cannot be stored as JSON: {err}") from err
-        with translated("store system stats"), self._engine.begin() as conn:
+        with translated("store system stats"), write_transaction(self._engine) as conn:
             _upsert(
                 conn,
                 schema.system_stats,

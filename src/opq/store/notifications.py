@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from opq.errors import InvalidValue, NotFound
 from opq.store import schema
-from opq.store.engine import translated
+from opq.store.engine import translated, write_transaction
 from opq.store.models import Notification
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Notifications:
         check_document(f"the data of notification {type!r}", data)
         expire_at = None if self._lifetime_ms is None else timestamp_ms + self._lifetime_ms
         n, p = schema.notifications, schema.user_profiles
-        with translated(f"notify user {username!r} of {type!r}"), self._engine.begin() as conn:
+        with translated(f"notify user {username!r} of {type!r}"), write_transaction(self._engine) as conn:
             flagged = conn.execute(
                 p.update().where(p.c.username == username).values(unseen_notifications=True)
             )
@@ -90,7 +90,7 @@ class Notifications:
         n = schema.notifications
         with (
             translated(f"mark {len(wanted)} notifications delivered"),
-            self._engine.begin() as conn,
+            write_transaction(self._engine) as conn,
         ):
             updated = conn.execute(n.update().where(n.c.id.in_(wanted)).values(delivered=True))
             return int(updated.rowcount)
@@ -100,7 +100,7 @@ class Notifications:
         p = schema.user_profiles
         with (
             translated(f"mark notifications of user {username!r} seen"),
-            self._engine.begin() as conn,
+            write_transaction(self._engine) as conn,
         ):
             cleared = conn.execute(
                 p.update().where(p.c.username == username).values(unseen_notifications=False)

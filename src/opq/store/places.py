@@ -11,7 +11,7 @@ from sqlalchemy import Column, Connection, Engine, select
 
 from opq.errors import Conflict, InvalidValue, NotFound
 from opq.store import schema
-from opq.store.engine import translated
+from opq.store.engine import translated, write_transaction
 from opq.store.models import Location, Region
 
 _SLUG = re.compile(r"^[^\s/][^/]{0,127}$")
@@ -56,7 +56,7 @@ class Locations:
         if not location.description.strip():
             raise InvalidValue(f"location {location.slug!r} needs a description")
         loc = schema.locations
-        with translated(f"add location {location.slug!r}"), self._engine.begin() as conn:
+        with translated(f"add location {location.slug!r}"), write_transaction(self._engine) as conn:
             _claim_slug(conn, location.slug, "location")
             same = conn.execute(
                 select(loc.c.slug).where(loc.c.description == location.description)
@@ -103,7 +103,7 @@ class Regions:
         check_slug(slug)
         location_slugs = tuple(dict.fromkeys(locations))
         subregion_slugs = tuple(dict.fromkeys(subregions))
-        with translated(f"add region {slug!r}"), self._engine.begin() as conn:
+        with translated(f"add region {slug!r}"), write_transaction(self._engine) as conn:
             _claim_slug(conn, slug, "region")
             conn.execute(schema.regions.insert().values(slug=slug))
             self._add_members(conn, slug, location_slugs, subregion_slugs)
@@ -113,7 +113,7 @@ class Regions:
         self, slug: str, locations: Iterable[str] = (), subregions: Iterable[str] = ()
     ) -> None:
         """Add members to an existing region."""
-        with translated(f"add members to region {slug!r}"), self._engine.begin() as conn:
+        with translated(f"add members to region {slug!r}"), write_transaction(self._engine) as conn:
             if not _exists(conn, schema.regions.c.slug, slug):
                 raise NotFound(f"no region {slug!r}")
             current = _region(conn, slug)

@@ -8,8 +8,9 @@ import re
 from sqlalchemy import Connection, Engine, Table, delete, select, text
 
 from opq.store import schema
-from opq.store.engine import translated
+from opq.store.engine import translated, write_transaction
 from opq.store.events import Events
+from opq.store.files import Files
 from opq.store.measurements import DAY_MS
 
 logger = logging.getLogger(__name__)
@@ -17,15 +18,19 @@ logger = logging.getLogger(__name__)
 _PARTITION = re.compile(r"^measurements_d(\d+)$")
 
 
-def prune_expired(engine: Engine, events: Events, now_ms: int) -> dict[str, int]:
+# An upload still unfinished this long after it began was left by a writer that died.
+UNFINISHED_UPLOAD_MS = DAY_MS
+
+
+def prune_expired(engine: Engine, events: Events, files: Files, now_ms: int) -> dict[str, int]:
     """Delete every record whose expire_at has passed; the rows deleted per collection."""
     deleted: dict[str, int] = {}
-    with translated("prune expired measurements"), engine.begin() as conn:
+    with translated("prune expired measurements"), write_transaction(engine) as conn:
         if _is_postgres(engine):
             deleted["measurement_partitions"] = _drop_expired_partitions(conn, now_ms)
         deleted["measurements"] = _delete_expired(conn, schema.measurements, now_ms)
     for table in (schema.trends, schema.incidents, schema.notifications, schema.health):
-        with translated(f"prune expired {table.name}"), engine.begin() as conn:
+        with translated(f"prune expired {table.name}"), write_transaction(engine) as conn:
             deleted[table.name] = _delete_expired(conn, table, now_ms)
     # Events go one by one through the events repository, which takes their box events and
     # waveform files along.
@@ -35,6 +40,7 @@ def prune_expired(engine: Engine, events: Events, now_ms: int) -> dict[str, int]
     for event_id in event_ids:
         events.delete(event_id)
     deleted["events"] = len(event_ids)
+    deleted["unfinished_files"] = files.delete_unfinished(started_before_ms=now_ms - UNFINISHED_UPLOAD_MS)
     logger.info("pruned %s", deleted)
     return deleted
 

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from opq.errors import InvalidValue, NotFound
 from opq.store import schema
-from opq.store.engine import translated
+from opq.store.engine import translated, write_transaction
 from opq.store.models import TriggerThresholds
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Triggering:
         """Replace the default thresholds of every box without an override of its own."""
         values = {name: check_threshold(name, value) for name, value in asdict(thresholds).items()}
         table = schema.triggering_defaults
-        with translated("set the default triggering thresholds"), self._engine.begin() as conn:
+        with translated("set the default triggering thresholds"), write_transaction(self._engine) as conn:
             row = {"id": 1, **values, "updated_ms": _next_version(conn)}
             _upsert(conn, table, row, key="id")
         logger.info("default triggering thresholds set to %s", values)
@@ -78,7 +78,7 @@ class Triggering:
         table = schema.triggering_overrides
         with (
             translated(f"override triggering thresholds of box {box_id!r}"),
-            self._engine.begin() as conn,
+            write_transaction(self._engine) as conn,
         ):
             _require_box(conn, box_id)
             row = {"box_id": box_id, **values, "updated_ms": _next_version(conn)}
@@ -90,7 +90,7 @@ class Triggering:
         o = schema.triggering_overrides
         with (
             translated(f"clear triggering overrides of box {box_id!r}"),
-            self._engine.begin() as conn,
+            write_transaction(self._engine) as conn,
         ):
             _require_box(conn, box_id)
             # The row stays, emptied, so that its updated_ms still tells version() of the change.

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from opq.errors import Conflict, InvalidValue, NotFound
 from opq.store import schema
-from opq.store.engine import translated
+from opq.store.engine import translated, write_transaction
 from opq.store.models import NotificationPreferences, Role, UserProfile
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class Users:
         # Hash before the transaction: hashing is deliberately slow and must not hold a write lock.
         password_hash = self._hasher.hash(password)
         p = schema.user_profiles
-        with translated(f"add user {profile.username!r}"), self._engine.begin() as conn:
+        with translated(f"add user {profile.username!r}"), write_transaction(self._engine) as conn:
             if _exists(conn, profile.username):
                 raise Conflict(f"user {profile.username!r} already exists")
             conn.execute(
@@ -183,7 +183,7 @@ class Users:
     def _rehash(self, username: str, old_hash: str, password: str) -> None:
         c = schema.user_credentials
         new_hash = self._hasher.hash(password)
-        with translated(f"rehash the password of user {username!r}"), self._engine.begin() as conn:
+        with translated(f"rehash the password of user {username!r}"), write_transaction(self._engine) as conn:
             # Only if unchanged since it was read: a concurrent set_password wins.
             conn.execute(
                 c.update()
@@ -197,7 +197,7 @@ class Users:
         check_password(password)
         password_hash = self._hasher.hash(password)
         c = schema.user_credentials
-        with translated(f"set the password of user {username!r}"), self._engine.begin() as conn:
+        with translated(f"set the password of user {username!r}"), write_transaction(self._engine) as conn:
             updated = conn.execute(
                 c.update()
                 .where(c.c.username == username)
@@ -211,7 +211,7 @@ class Users:
         """Make the user a "user" or an "admin"."""
         check_role(role)
         p = schema.user_profiles
-        with translated(f"set the role of user {username!r}"), self._engine.begin() as conn:
+        with translated(f"set the role of user {username!r}"), write_transaction(self._engine) as conn:
             updated = conn.execute(p.update().where(p.c.username == username).values(role=role))
             if updated.rowcount == 0:
                 raise NotFound(f"no user {username!r}")
@@ -220,7 +220,7 @@ class Users:
         """Overwrite names, role, phone and preferences; notifications own the unseen flag."""
         check_profile(profile)
         p = schema.user_profiles
-        with translated(f"update user {profile.username!r}"), self._engine.begin() as conn:
+        with translated(f"update user {profile.username!r}"), write_transaction(self._engine) as conn:
             updated = conn.execute(
                 p.update()
                 .where(p.c.username == profile.username)
@@ -231,7 +231,7 @@ class Users:
 
     def delete(self, username: str) -> None:
         """Remove the user with their credentials, box ownerships and notifications."""
-        with translated(f"delete user {username!r}"), self._engine.begin() as conn:
+        with translated(f"delete user {username!r}"), write_transaction(self._engine) as conn:
             if not _exists(conn, username):
                 raise NotFound(f"no user {username!r}")
             # Explicit, so that deleting never depends on a backend enforcing ON DELETE CASCADE.
@@ -246,7 +246,7 @@ class Users:
         o = schema.box_owners
         with (
             translated(f"make {username!r} an owner of box {box_id!r}"),
-            self._engine.begin() as conn,
+            write_transaction(self._engine) as conn,
         ):
             _require_user(conn, username)
             _require_box(conn, box_id)
@@ -261,7 +261,7 @@ class Users:
         o = schema.box_owners
         with (
             translated(f"remove {username!r} as owner of box {box_id!r}"),
-            self._engine.begin() as conn,
+            write_transaction(self._engine) as conn,
         ):
             _require_user(conn, username)
             _require_box(conn, box_id)

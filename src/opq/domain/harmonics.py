@@ -1,0 +1,128 @@
+"""Total harmonic distortion [ratio] of the voltage over IEC 61000-4-7 windows."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import numpy.typing as npt
+import scipy.fft
+from scipy import signal
+
+from opq.domain.constants import (
+    INTERRUPTION_VRMS_V,
+    NOMINAL_FREQUENCY_HZ,
+    SAMPLE_RATE_HZ,
+    SAMPLES_PER_CYCLE,
+    THD_MAX_HARMONIC,
+    THD_WINDOW_CYCLES,
+)
+from opq.domain.waveform import as_blocks
+
+_CENTROID_HALF_WIDTH_BINS = 5  # the flat-top window's main lobe is ±5 bins
+
+
+@functools.cache
+def _flattop(n_samples: int) -> npt.NDArray[np.float64]:
+    """Periodic flat-top window (scipy's 5-term, D'Antona & Ferrero) of `n_samples`."""
+    window = np.asarray(signal.windows.flattop(n_samples, sym=False), dtype=np.float64)
+    window.setflags(write=False)
+    return window
+
+
+def thd_ratio(
+    samples_v: npt.ArrayLike,
+    fundamental_hz: float | None = None,
+    *,
+    max_harmonic: int = THD_MAX_HARMONIC,
+    min_vrms_v: float = INTERRUPTION_VRMS_V,
+) -> float:
+    """THD [ratio, 0.05 = 5 %] of a 1-D waveform of whole cycles [V], as one window.
+
+    See `thd_per_window`; IEC 61000-4-7 uses 12 cycles at 60 Hz (OPQ used 6).
+    """
+    samples = as_blocks(samples_v)
+    if samples.ndim != 1:
+        raise ValueError(f"samples_v has shape {samples.shape}; expected a 1-D waveform")
+    n_cycles = len(samples) // SAMPLES_PER_CYCLE
+    if n_cycles == 0:
+        return math.nan
+    thd = thd_per_window(samples, n_cycles, fundamental_hz, max_harmonic=max_harmonic, min_vrms_v=min_vrms_v)
+    return float(thd[0])
+
+
+def thd_per_window(
+    samples_v: npt.ArrayLike,
+    window_cycles: int = THD_WINDOW_CYCLES,
+    fundamental_hz: npt.ArrayLike | None = None,
+    *,
+    max_harmonic: int = THD_MAX_HARMONIC,
+    min_vrms_v: float = INTERRUPTION_VRMS_V,
+) -> npt.NDArray[np.float64]:
+    """THD [ratio] of each consecutive window of `window_cycles` cycles, along the last axis.
+
+    THD = sqrt(Σ_{h=2..H} V_h²) / V_1 (IEC 61000-4-7) with H = `max_harmonic`: 50 by default as
+    IEC 61000-4-30 and IEEE 519 ask (EN 50160 stops at 40), reported as a ratio like OPQ's `thd`.
+
+    Method: each window is weighted by a flat-top window and transformed (one batched rfft), and
+    V_h is read at the bin nearest h·f. The sampler is not locked to the grid, so off 60 Hz the
+    harmonics fall between bins: OPQ read fixed bins (a 59.5 Hz 50th harmonic lands 2.5 bins
+    away), and a rectangular or Hann window loses up to 36 % or 15 % of an amplitude half-way
+    between bins. A flat-top window reads it within 0.11 % wherever it falls, holds the
+    fundamental's leakage below −90 dB at the next harmonic, and needs no resampling or fitting
+    (a least-squares fit of 50 sinusoids per window costs ~100× more). Its wide noise bandwidth
+    shows only as a floor of ~0.2 % THD under 0.5 V rms of white noise. Measured error: within
+    0.02 pp for THD up to 20 % at 57–63 Hz (0.06 pp with 0.5 V rms noise).
+
+    The fundamental f [Hz] is `fundamental_hz` (a scalar or one per window; NaN gives NaN) or, if
+    None, the power centroid of the spectrum within ±5 bins of 60 Hz. These are harmonic, not
+    IEC harmonic-group, amplitudes (interharmonics are left out); use windows of 6 cycles or more.
+    A window whose fundamental is below `min_vrms_v` [V rms] (an interruption) gives NaN.
+    """
+    samples = as_blocks(samples_v, window_cycles)
+    n_window = window_cycles * SAMPLES_PER_CYCLE
+    window = _flattop(n_window)
+    frames = samples.reshape(-1, n_window)  # every window of every waveform, one per row
+    spectrum = scipy.fft.rfft(frames * window, axis=-1)
+    n_bins = spectrum.shape[-1]
+    bins_per_hz = n_window / SAMPLE_RATE_HZ
+    rows = np.arange(len(frames))[:, np.newaxis]
+
+    if fundamental_hz is None:
+        fundamental_bin = _centroid_bin(spectrum, NOMINAL_FREQUENCY_HZ * bins_per_hz)
+    else:
+        per_window_shape = (*samples.shape[:-1], samples.shape[-1] // n_window)
+        given_hz = np.broadcast_to(np.asarray(fundamental_hz, dtype=np.float64), per_window_shape)
+        fundamental_bin = given_hz.reshape(-1) * bins_per_hz
+    centres = fundamental_bin[:, np.newaxis] * np.arange(1, max_harmonic + 1)
+    inside = centres < n_bins - 0.5  # False for NaN too
+    nearest = np.rint(np.where(inside, centres, 0)).astype(np.intp)
+    picked = spectrum[rows, nearest]
+    power = (picked.real**2 + picked.imag**2) * inside
+
+    fundamental_power = power[:, 0]
+    live = inside[:, 0] & (fundamental_power >= (math.sqrt(2) * min_vrms_v * window.sum() / 2) ** 2)
+    ratio_squared = np.divide(
+        power[:, 1:].sum(axis=-1), fundamental_power, out=np.full(len(frames), np.nan), where=live
+    )
+    thd: npt.NDArray[np.float64] = np.sqrt(ratio_squared).reshape(*samples.shape[:-1], -1)
+    return thd
+
+
+def _centroid_bin(spectrum: npt.NDArray[np.complex128], nominal_bin: float) -> npt.NDArray[np.float64]:
+    """Fractional bin of the fundamental: the power centroid of the bins within ±5 of nominal.
+
+    The flat-top main lobe is ±5 bins wide, so for 57–63 Hz (±0.6 bin over 12 cycles) the range
+    holds all but ~1e-6 of the fundamental's power and nothing of the harmonics' main lobes;
+    the centroid is then within 1e-4 bin of the truth.
+    """
+    low = max(round(nominal_bin) - _CENTROID_HALF_WIDTH_BINS, 0)
+    near = spectrum[:, low : round(nominal_bin) + _CENTROID_HALF_WIDTH_BINS + 1]
+    power = near.real**2 + near.imag**2
+    total = power.sum(axis=-1)
+    moment = power @ np.arange(low, low + near.shape[-1], dtype=np.float64)
+    centroid: npt.NDArray[np.float64] = np.divide(
+        moment, total, out=np.full(len(total), np.nan), where=total > 0
+    )
+    return centroid
