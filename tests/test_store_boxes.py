@@ -74,12 +74,25 @@ def test_duplicates_are_refused(placed: Store, second: Box, message: str) -> Non
     [
         (Box("", "n", 152.5), "box id ''"),
         (Box("1 0", "n", 152.5), "box id '1 0'"),
+        (Box("0007", "n", 152.5), "box id '0007'"),
+        (Box("box-7", "n", 152.5), "box id 'box-7'"),
+        (Box("2147483648", "n", 152.5), "box id '2147483648'"),
         (Box("1", " ", 152.5), "needs a name"),
         (Box("1", "n", 0.0), "calibration constant 0.0"),
         (Box("1", "n", float("nan")), "calibration constant nan"),
         (Box("1", "n", 152.5, public_key="short"), "public key 'short'"),
     ],
-    ids=["empty-id", "space-id", "blank-name", "zero-cal", "nan-cal", "bad-key"],
+    ids=[
+        "empty-id",
+        "space-id",
+        "padded-id",
+        "word-id",
+        "huge-id",
+        "blank-name",
+        "zero-cal",
+        "nan-cal",
+        "bad-key",
+    ],
 )
 def test_bad_boxes_are_refused(placed: Store, box: Box, message: str) -> None:
     with pytest.raises(InvalidValue, match=message):

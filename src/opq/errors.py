@@ -25,3 +25,7 @@ class Conflict(StorageError):
 
 class InvalidValue(StorageError):
     """A value is out of range or malformed (coordinates, empty slug, bad role)."""
+
+
+class ProtocolError(OpqError):
+    """Bytes from or for the wire do not form a valid message (malformed, truncated, out of range)."""

@@ -12,7 +12,9 @@ from opq.store import schema
 from opq.store.engine import translated, write_transaction
 from opq.store.models import Box, LocationStint
 
-_BOX_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# The OPQ Box v3 wire carries box ids as 32-bit integers, so ids are their decimal text.
+_BOX_ID = re.compile(r"^(0|[1-9][0-9]{0,9})$")
+_MAX_BOX_ID = 2**31 - 1
 # Z85 encodes a 32-byte Curve25519 key as 40 characters of this alphabet.
 _Z85_KEY = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
 
@@ -33,9 +35,10 @@ class Boxes:
 
     def add(self, box: Box) -> None:
         """Register a box; id, name and key must be new, its location must exist."""
-        if not _BOX_ID.match(box.box_id):
+        if not _BOX_ID.match(box.box_id) or int(box.box_id) > _MAX_BOX_ID:
             raise InvalidValue(
-                f"box id {box.box_id!r} is not valid: use 1 to 64 letters, digits, '.', '_' or '-'"
+                f"box id {box.box_id!r} is not valid: use a whole number from 0 to {_MAX_BOX_ID} "
+                "without leading zeros (the OPQ Box protocol sends ids as integers)"
             )
         if not box.name.strip():
             raise InvalidValue(f"box {box.box_id!r} needs a name")
