@@ -31,7 +31,9 @@ def sine(frequency_hz: float = 60.0, third_percent: float = 0.0) -> Shape:
     return volts
 
 
-def cycles(n: int, shape: Shape | None = None, *, first: int = 0, start_ms: int = T0) -> Iterator[SourceCycle]:
+def cycles(
+    n: int, shape: Shape | None = None, *, first: int = 0, start_ms: int = T0
+) -> Iterator[SourceCycle]:
     """Cycles `first` .. `first + n - 1` of a waveform [V] sampled at 12 kS/s, as ADC counts."""
     shape = shape or sine()
     for i in range(first, first + n):
@@ -97,7 +99,7 @@ def test_a_rate_change_sets_the_cadence() -> None:
     assert builder.cycles_per_measurement == 60
     later = run(builder, cycles(180, first=21))
     times = [m.timestamp_ms for m in first + later]
-    assert np.diff(times).tolist() == [167, 166, 1000, 1000]  # 10, 10, then 60-cycle measurements
+    assert np.diff(times).tolist() == [166, 1000, 1000, 1000]  # 10 cycles, then 60-cycle measurements
 
 
 def test_a_lower_rate_ends_the_measurement_in_progress() -> None:

@@ -35,6 +35,9 @@ class InsertFigures:
     seconds: float
     rows_per_s_median: float  # over batches
     rows_per_s_overall: float  # all rows / time spent in insert calls
+    batch_ms_median: float
+    batch_ms_p99: float
+    batch_ms_max: float  # a batch slower than its interval makes ingest fall behind
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,7 @@ def _bench_inserts(
         duplicates += result.duplicates
         report("insert measurements", first + len(measurements), rows)
     median, overall = _rates(counts, seconds)
+    batch_ms = np.array(seconds) * 1000
     return InsertFigures(
         batches=len(counts),
         inserted=inserted,
@@ -217,6 +221,9 @@ def _bench_inserts(
         seconds=sum(seconds),
         rows_per_s_median=median,
         rows_per_s_overall=overall,
+        batch_ms_median=float(np.median(batch_ms)),
+        batch_ms_p99=float(np.percentile(batch_ms, 99)),
+        batch_ms_max=float(batch_ms.max()),
     )
 
 

@@ -1,1 +1,1 @@
-"""The OPQ Box: where a box's raw samples come from (a simulated supply, a replay, a device) and its runtime."""
+"""The OPQ Box: where its raw samples come from (a simulated supply, a replay, a device) and its runtime."""

@@ -110,7 +110,7 @@ def load_box_config(path: str | Path, **overrides: Any) -> BoxConfig:
     for key in ("box_certificate", "server_certificate"):
         if isinstance(data.get(key), str):
             data[key] = str(path.parent / data[key])
-    config = box_config_from_dict(data, str(path))
+    config = box_config_from_dict(data, f"box configuration {path}")
     config.box_keys()
     config.server_key()
     return config
@@ -123,10 +123,12 @@ def box_config_from_dict(data: dict[str, Any], where: str = "box configuration")
     except ValidationError as err:
         problems = []
         for item in err.errors():
-            key = ".".join(str(part) for part in item["loc"]) or "(whole file)"
-            value = item.get("input")
-            shown = "missing" if item["type"] == "missing" else f"= {value!r}"
-            if not item["loc"]:
-                shown = ""
-            problems.append(f"{key} {shown}: {item['msg']}".replace("  ", " "))
-        raise ConfigError(f"bad {where}: " + "; ".join(problems)) from err
+            message = item["msg"].removeprefix("Value error, ")
+            key = ".".join(str(part) for part in item["loc"])
+            if not key:
+                problems.append(message)
+            elif item["type"] == "missing":
+                problems.append(f"{key} missing")
+            else:
+                problems.append(f"{key} = {item.get('input')!r}: {message}")
+        raise ConfigError(f"{where}: " + "; ".join(problems)) from err

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Final
@@ -55,17 +56,33 @@ class LinkSettings:
     """Most measurements kept while the cloud does not listen (10 min at one per cycle)."""
     reconnect_ivl_ms: int = 100
     reconnect_ivl_max_ms: int = 5_000
-    heartbeat_ivl_ms: int = 5_000
-    """ZMTP heartbeats find a dead peer on a silently dropped network [ms]; 3 missed end the connection."""
+    heartbeat_ivl_ms: int = 2_000
+    """ZMTP heartbeats find a dead peer on a silently dropped network [ms]: no answer in 3 intervals
+    ends the connection (what was written to it in that time is lost) and the box reconnects."""
+    handshake_retry_max_s: float = 60.0
+    """Longest wait before connecting again after the cloud refused a handshake [s]."""
     send_hwm: int = 1_000
     linger_ms: int = 500
+
+
+@dataclass
+class _Channel:
+    """One socket to the cloud, its monitor, and when to connect again after a refused handshake."""
+
+    name: str
+    endpoint: str
+    socket: zmq.Socket[bytes]
+    monitor: zmq.Socket[bytes]
+    retry_at_s: float | None = None
+    backoff_s: float = 0.0
 
 
 class Link:
     """The box's three sockets, driven by one thread (`open`, `poll`, `send_response`, `close`).
 
-    `publish` may be called from any thread. Counters: `sent`, `dropped`, `connections`,
-    `disconnections`, `responses_failed`; `queued` and `subscribed` show the present state.
+    `publish` may be called from any thread. Counters: `sent`, `dropped`, `connections` and
+    `disconnections` (of the measurement socket), `refused` (handshakes, any socket),
+    `responses_failed`; `queued` and `subscribed` show the present state.
     """
 
     def __init__(self, settings: LinkSettings, context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
@@ -78,16 +95,15 @@ class Link:
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
-        self._sockets: list[zmq.Socket[bytes]] = []
-        self._monitors: dict[zmq.Socket[bytes], str] = {}
+        self._channels: dict[zmq.Socket[bytes], _Channel] = {}  # by monitor socket
         self._poller = zmq.Poller()
-        self._measurement_monitor: zmq.Socket[bytes] | None = None
         self._prefixes: set[bytes] = set()
         self.sent = 0
         self.dropped = 0
         self.connections = 0
         self.disconnections = 0
         self.responses_failed = 0
+        self.refused = 0
 
     @property
     def subscribed(self) -> bool:
@@ -114,34 +130,31 @@ class Link:
 
     def wake(self) -> None:
         """Make a `poll` in progress return now (from any thread)."""
-        with contextlib.suppress(BlockingIOError, OSError):  # a full pipe already wakes; a closed one is over
-            os.write(self._wake_write, b"\0")
+        with self._lock, contextlib.suppress(BlockingIOError):  # a full pipe wakes the link already
+            if self._wake_write >= 0:
+                os.write(self._wake_write, b"\0")
 
     def open(self) -> None:
         """Create and connect the sockets (in the thread that will drive the link)."""
         s = self.settings
         self._measurements = self._socket(zmq.XPUB, s.measurement_endpoint, "measurements")
-        self._measurements.setsockopt(zmq.XPUB_NODROP, 1)
         self._commands = self._socket(zmq.SUB, s.command_endpoint, "commands")
         self._commands.setsockopt(zmq.SUBSCRIBE, s.command_topic)
         self._responses = self._socket(zmq.PUSH, s.response_endpoint, "responses")
         self._poller.register(self._measurements, zmq.POLLIN)
         self._poller.register(self._commands, zmq.POLLIN)
         self._poller.register(self._wake_read, zmq.POLLIN)
-        for sock, endpoint in (
-            (self._measurements, s.measurement_endpoint),
-            (self._commands, s.command_endpoint),
-            (self._responses, s.response_endpoint),
-        ):
-            sock.connect(endpoint)
-        logger.info(
-            "box links to %s, %s, %s", s.measurement_endpoint, s.command_endpoint, s.response_endpoint
-        )
+        for channel in self._channels.values():
+            channel.socket.connect(channel.endpoint)
+        logger.info("box links to %s", ", ".join(c.endpoint for c in self._channels.values()))
 
     def poll(self, timeout_ms: int) -> list[list[bytes]]:
         """Wait up to `timeout_ms` for activity, send what may be sent, and return the commands received."""
         if self.subscribed and self.queued:
             timeout_ms = min(timeout_ms, 10)  # the pipe was full: retry soon
+        retries = [c.retry_at_s for c in self._channels.values() if c.retry_at_s is not None]
+        if retries:
+            timeout_ms = max(0, min(timeout_ms, round(1000 * (min(retries) - time.monotonic()))))
         commands: list[list[bytes]] = []
         for sock, _ in self._poller.poll(timeout_ms):
             if sock == self._wake_read:
@@ -152,8 +165,9 @@ class Link:
             elif sock is self._commands:
                 while self._commands.poll(0):
                     commands.append(self._commands.recv_multipart())
-            elif isinstance(sock, zmq.Socket) and sock in self._monitors:
-                self._read_events(sock)
+            elif isinstance(sock, zmq.Socket) and sock in self._channels:
+                self._read_events(self._channels[sock])
+        self._reconnect_refused()
         self._send_queued()
         return commands
 
@@ -171,22 +185,21 @@ class Link:
 
     def close(self) -> None:
         """Close the sockets and the wake pipe; queued measurements are discarded."""
-        for sock in self._sockets:
+        for channel in self._channels.values():
             with contextlib.suppress(zmq.ZMQError):
-                sock.disable_monitor()
-            sock.close(linger=self.settings.linger_ms)
-        for monitor in self._monitors:
-            monitor.close(linger=0)
-        self._sockets.clear()
-        self._monitors.clear()
-        for fd in (self._wake_read, self._wake_write):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+                channel.socket.disable_monitor()
+            channel.socket.close(linger=self.settings.linger_ms)
+            channel.monitor.close(linger=0)
+        self._channels.clear()
+        with self._lock:  # a closed descriptor's number may be reused at once: never write to it
+            for fd in (self._wake_read, self._wake_write):
+                if fd >= 0:
+                    os.close(fd)
+            self._wake_read = self._wake_write = -1
 
     def _socket(self, kind: int, endpoint: str, name: str) -> zmq.Socket[bytes]:
         s = self.settings
         sock = self._context.socket(kind)
-        self._sockets.append(sock)
         sock.curve_secretkey = s.keys.secret.encode("ascii")  # type: ignore[union-attr]
         sock.curve_publickey = s.keys.public.encode("ascii")
         sock.curve_serverkey = s.server_public_key.encode("ascii")
@@ -198,10 +211,9 @@ class Link:
         sock.setsockopt(zmq.SNDHWM, s.send_hwm)
         if kind == zmq.XPUB:
             sock.setsockopt(zmq.IMMEDIATE, 1)
+            sock.setsockopt(zmq.XPUB_NODROP, 1)
         monitor = sock.get_monitor_socket(_MONITORED)
-        self._monitors[monitor] = f"{name} {endpoint}"
-        if kind == zmq.XPUB:
-            self._measurement_monitor = monitor
+        self._channels[monitor] = _Channel(name, endpoint, sock, monitor)
         self._poller.register(monitor, zmq.POLLIN)
         return sock
 
@@ -243,16 +255,40 @@ class Link:
                 return
             self.sent += 1
 
-    def _read_events(self, monitor: zmq.Socket[bytes]) -> None:
-        name = self._monitors[monitor]
-        measurements = monitor is self._measurement_monitor
-        while monitor.poll(0):
-            event = recv_monitor_message(monitor)["event"]
+    def _read_events(self, channel: _Channel) -> None:
+        measurements = channel.socket is self._measurements
+        while channel.monitor.poll(0):
+            event = recv_monitor_message(channel.monitor)["event"]
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                logger.info("connected: %s", name)
+                logger.info("connected: %s %s", channel.name, channel.endpoint)
                 self.connections += measurements
+                channel.backoff_s = 0.0
             elif event == zmq.EVENT_DISCONNECTED:
-                logger.warning("disconnected: %s (reconnecting)", name)
+                logger.warning("disconnected: %s %s", channel.name, channel.endpoint)
                 self.disconnections += measurements
-            elif event != zmq.EVENT_MONITOR_STOPPED:
-                logger.error("the cloud refused this box's CURVE handshake: %s (event %s)", name, event)
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # a connection lost mid-handshake
+                logger.warning("handshake interrupted: %s %s", channel.name, channel.endpoint)
+            elif event in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH):
+                # libzmq gives up on an endpoint whose handshake was refused: connect again, backing off.
+                self.refused += 1
+                base_s = self.settings.reconnect_ivl_max_ms / 1000
+                channel.backoff_s = min(
+                    max(base_s, 2 * channel.backoff_s), self.settings.handshake_retry_max_s
+                )
+                channel.retry_at_s = time.monotonic() + channel.backoff_s
+                logger.error(
+                    "the cloud refused the handshake on %s %s (wrong server key, or this box's key not "
+                    "allowed?); trying again in %.1f s",
+                    channel.name,
+                    channel.endpoint,
+                    channel.backoff_s,
+                )
+
+    def _reconnect_refused(self) -> None:
+        now_s = time.monotonic()
+        for channel in self._channels.values():
+            if channel.retry_at_s is not None and channel.retry_at_s <= now_s:
+                channel.retry_at_s = None
+                with contextlib.suppress(zmq.ZMQError):  # the failed connection may be gone already
+                    channel.socket.disconnect(channel.endpoint)
+                channel.socket.connect(channel.endpoint)

@@ -47,11 +47,14 @@ class MeasurementBuilder:
     each `thd` covers the last 12 cycles). The frequency and transient filters get one cycle of
     context on each side, so a measurement is emitted when the cycle after it arrives.
 
-    `timestamp_ms` is the end of the measured span (the last cycle's start + 16.67 ms), a sample time
-    like the original's read-out time at the block's end. A metric without any value (no frequency or
-    THD in an interruption, a window shortened below half its length at the start of the stream) is
-    left out rather than sent as NaN, as the original left out metrics it had no value for. A gap in
-    the timestamps ends the measurement in progress early and starts afresh: no window spans a gap.
+    `timestamp_ms` is the end of the measured span (when its last sample was taken, counted in
+    16.67 ms cycles from the first cycle after the last gap, so rounding does not accumulate): a
+    sample time, where the original stamped its read-out time at the block's end.
+
+    A metric without any value (no frequency or THD in an interruption, a window shortened below
+    half its length at the start of the stream) is left out rather than sent as NaN, as the
+    original left out metrics it had no value for. A gap in the timestamps ends the measurement in
+    progress early and starts afresh: no window spans a gap.
     """
 
     def __init__(
@@ -76,6 +79,8 @@ class MeasurementBuilder:
         self._counts: deque[npt.NDArray[np.int16]] = deque()
         self._timestamps_ms: deque[int] = deque()
         self._pending = 0  # cycles at the end of the history that belong to the measurement in progress
+        self._segment_start_ms = 0  # start of the first cycle since the last gap
+        self._segment_cycles = 0  # cycles taken since the last gap
 
     @property
     def cycles_per_measurement(self) -> int:
@@ -102,7 +107,10 @@ class MeasurementBuilder:
                 done = self.flush()
                 self._counts.clear()
                 self._timestamps_ms.clear()
-        self._counts.append(np.asarray(cycle.counts))
+        if not self._timestamps_ms:
+            self._segment_start_ms, self._segment_cycles = timestamp_ms, 0
+        self._segment_cycles += 1
+        self._counts.append(np.array(cycle.counts, dtype=np.int16))  # a source may reuse its buffer
         self._timestamps_ms.append(timestamp_ms)
         with self._rate_lock:
             rate = self._rate
@@ -143,7 +151,8 @@ class MeasurementBuilder:
             low, high, average = summarize(array)
             if not math.isnan(average):
                 metrics[name] = MetricStats(min=low, max=high, average=average)
-        end_ms = round(self._timestamps_ms[stop - 1] + CYCLE_DURATION_MS)
+        # Counted from the segment's first cycle, so rounded timestamps do not add up.
+        end_ms = self._segment_start_ms + round((self._segment_cycles - (n - stop)) * CYCLE_DURATION_MS)
         return BoxMeasurement(box_id=self.box_id, timestamp_ms=end_ms, metrics=metrics)
 
 

@@ -46,6 +46,7 @@ class BoxCounters:
     responses_failed: int
     connections: int
     disconnections: int
+    handshakes_refused: int
     subscribed: bool
     source_done: bool
 
@@ -134,6 +135,8 @@ class Box:
         """Stop both threads, close the sockets (and the context if the box made it)."""
         self._stop.set()
         self.link.wake()
+        if self._threads[1].ident is None:  # never started: the link thread would have closed the link
+            self.link.close()
         deadline = time.monotonic() + timeout_s
         for thread in self._threads:
             if thread.ident is not None:
@@ -165,6 +168,7 @@ class Box:
             responses_failed=link.responses_failed,
             connections=link.connections,
             disconnections=link.disconnections,
+            handshakes_refused=link.refused,
             subscribed=link.subscribed,
             source_done=self._source_done.is_set(),
         )

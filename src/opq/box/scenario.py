@@ -6,7 +6,7 @@ import math
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -232,19 +232,10 @@ Disturbance = Annotated[
     | Outage,
     Field(discriminator="kind"),
 ]
-DISTURBANCE_KINDS = (
-    "sag",
-    "swell",
-    "interruption",
-    "harmonics",
-    "frequency_step",
-    "frequency_deviation",
-    "frequency_wander",
-    "impulsive_transient",
-    "oscillatory_transient",
-    "flicker",
-    "outage",
+DISTURBANCE_KINDS: tuple[str, ...] = tuple(
+    get_args(model.model_fields["kind"].annotation)[0] for model in get_args(get_args(Disturbance)[0])
 )
+"""The values of `kind`, in the order of the union."""
 
 
 class Scenario(_Model):
@@ -321,7 +312,7 @@ def _inconsistencies(scenario: Scenario) -> list[str]:
     end_s = scenario.supply.duration_s
     if end_s is not None:
         problems += [
-            f"disturbances[{i}].at_s = {d.at_s!r}: after the end of the scenario (supply.duration_s = {end_s:g})"
+            f"disturbances[{i}].at_s = {d.at_s!r}: after the end (supply.duration_s = {end_s:g})"
             for i, d in enumerate(scenario.disturbances)
             if d.at_s >= end_s
         ]
@@ -329,12 +320,14 @@ def _inconsistencies(scenario: Scenario) -> list[str]:
 
 
 def _ramps_fit(index: int, disturbance: Disturbance) -> str | None:
-    if isinstance(disturbance, Sag | Swell | Interruption):
-        if 2 * disturbance.ramp_ms > 1000 * disturbance.duration_s:
-            return (
-                f"disturbances[{index}].ramp_ms = {disturbance.ramp_ms!r}: two ramps must fit in "
-                f"duration_s = {disturbance.duration_s:g}"
-            )
+    if (
+        isinstance(disturbance, Sag | Swell | Interruption)
+        and 2 * disturbance.ramp_ms > 1000 * disturbance.duration_s
+    ):
+        return (
+            f"disturbances[{index}].ramp_ms = {disturbance.ramp_ms!r}: two ramps must fit in "
+            f"duration_s = {disturbance.duration_s:g}"
+        )
     return None
 
 

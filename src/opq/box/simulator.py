@@ -2,25 +2,30 @@
 
 Samples for any time range are computed directly (random access): the supply model is a closed
 form of the cycle index (`disturbances`), and the noise of sample n comes from a counter-based
-generator (Philox) keyed by (scenario seed, box seed) at counter n, so the same scenario and seeds
-give bit-identical samples however a range is cut.
+generator (Philox) keyed by (scenario seed, box seed), at the counter that holds output n/2, so
+the same scenario and seeds give bit-identical samples however a range is cut.
 
 The fast path (`fleet_cycle_metrics`) gives each box's per-cycle RMS, frequency, THD and transient
-from the model alone. It is exact for the noise-free signal (window edges included) except where
-noted, and statistical for the noise:
-* RMS: √(mean of the clean signal² + σ²): the sample noise moves a cycle's RMS by about ±0.03 %
-  for 0.5 V at 120 V. Approximate where harmonics meet off-nominal frequency or a transient (their
-  cross terms are left out) and in clipped cycles (the fundamental's clipped RMS).
-* Frequency: the model's, exact (the waveform's frequency is constant within a cycle).
-* THD: √(Σ harmonic² + the noise's expected floor in opq.domain's 12-cycle flat-top windows);
-  clipping's own harmonics are left out.
-* Transient: the largest sampled |transient| in the cycle, or else the expected noise floor of
-  opq.domain's high-pass (2.83 σ ± 13 %) plus the harmonics it passes. Abrupt steps of a sag or
-  swell, which the high-pass sees, are not modelled.
+metric as opq.domain would compute them from the box's counts, from the model alone. Measured
+against opq.domain on the shipped scenarios, away from the edges of disturbances:
+* RMS: √(mean of the clean signal² + σ²), within 0.13 %, all of it the noise of single cycles:
+  noise enters as its variance, and a cycle's own noise moves its RMS by 0.06 % (one σ) per volt
+  of noise at 120 V. Without noise, within 0.005 % (left out: the harmonics' own ripple off 60 Hz
+  and their cross terms with transients). A clipped cycle is the fundamental's clipped RMS (up to
+  0.5 % off while a swell ramps into clipping).
+* Frequency: the model's, exact (the waveform's frequency is constant within a cycle); opq.domain
+  reads it within 1 mHz.
+* THD: √(Σ harmonic² + the noise's expected floor in opq.domain's 12-cycle flat-top windows),
+  within 0.05 pp. The harmonics that clipping makes are left out.
+* Transient: the reference box's noise-free waveform through opq.domain's high-pass (from samples
+  where a disturbance acts, so impulses, rings and sudden edges read within 5 %), blended with the
+  expected noise peak. Noise makes each cycle's metric a statistic: the mean agrees within 3 %,
+  single cycles spread ±13 %. A transient that drives the ADC into clipping reads lower from counts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -35,6 +40,7 @@ from scipy import signal
 from opq.box.disturbances import CYCLE_S, FloatArray, SupplyModel, sincos_cycles
 from opq.box.scenario import Scenario
 from opq.box.source import SourceCycle
+from opq.domain import transient_per_cycle
 from opq.domain.constants import (
     INTERRUPTION_VRMS_V,
     SAMPLE_RATE_HZ,
@@ -49,8 +55,10 @@ DEFAULT_CALIBRATION = 152.5
 """ADC counts per volt of the original box's default configuration."""
 NOISE_PEAK_FACTOR = 2.83
 """Mean of max |high-passed white noise| over a 200-sample cycle, per σ (measured; spread ±13 %)."""
-_CHUNK_CYCLES = 60  # cycles() synthesizes a second at a time
-_ALIGN_CYCLES = 2  # ranges are computed in whole 2-cycle blocks: 400 samples, 200 noise pairs
+_BLEND = 1.4
+_CHUNK_CYCLES = 60  # synthesize a second at a time
+_ALIGN_CYCLES = 2  # compute whole 2-cycle blocks (400 samples, 200 noise pairs) so that every
+# element meets the same arithmetic however a range is cut, SIMD lanes included
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,7 @@ class Variations:
 
     @classmethod
     def of(cls, variations: Iterable[Variation]) -> Variations:
+        """The arrays of some boxes' variations."""
         listed = list(variations)
         return cls(
             np.array([v.voltage_offset_v for v in listed], dtype=np.float64),
@@ -97,6 +106,7 @@ class Variations:
 
     @classmethod
     def for_boxes(cls, box_seeds: Iterable[int]) -> Variations:
+        """The variations `Variation.for_box` draws for these box seeds."""
         return cls.of(Variation.for_box(seed) for seed in box_seeds)
 
 
@@ -139,7 +149,9 @@ class Simulator:
         self.start_ms = start_ms
         self.noise_v_rms = supply.noise_v_rms * self.variation.noise_scale
         self.duration_cycles = (
-            None if supply.duration_s is None else round(supply.duration_s * SAMPLE_RATE_HZ) // SAMPLES_PER_CYCLE
+            None
+            if supply.duration_s is None
+            else round(supply.duration_s * SAMPLE_RATE_HZ) // SAMPLES_PER_CYCLE
         )
         seeds = np.random.SeedSequence([supply.seed, box_seed, 0x6E6F697365])  # "noise"
         self._noise_key = seeds.generate_state(2, np.uint64)
@@ -150,7 +162,10 @@ class Simulator:
         return self._calibration_constant
 
     def samples_v(self, start_sample: int, count: int) -> FloatArray:
-        """`count` samples [V] from sample `start_sample` (0 = the scenario start); zero in an outage."""
+        """`count` samples [V] from sample `start_sample` (0 = the scenario start); zero in an outage.
+
+        The model runs on past the scenario's duration_s: only `cycles` stops there.
+        """
         if start_sample < 0 or count < 0:
             raise ValueError(f"samples from {start_sample}, {count} of them: both must be >= 0")
         first = start_sample // SAMPLES_PER_CYCLE
@@ -168,19 +183,26 @@ class Simulator:
             raise ValueError(f"cycles from {first_cycle}, {count} of them: both must be >= 0")
         first = first_cycle - first_cycle % _ALIGN_CYCLES
         stop = -(-(first_cycle + count) // _ALIGN_CYCLES) * _ALIGN_CYCLES
-        phase_offset_cycles = self.variation.phase_offset_rad / (2 * math.pi)
+        samples = np.empty((stop - first, SAMPLES_PER_CYCLE))
+        for start in range(first, stop, _CHUNK_CYCLES):  # a second at a time stays in cache
+            chunk = min(_CHUNK_CYCLES, stop - start)
+            samples[start - first : start - first + chunk] = self._aligned_cycles_v(start, chunk)
+        return samples[first_cycle - first : first_cycle - first + count]
+
+    def _aligned_cycles_v(self, first_cycle: int, count: int) -> FloatArray:
         block = self.model.waveform_v(
-            first,
-            stop - first,
+            first_cycle,
+            count,
             voltage_offset_v=self.variation.voltage_offset_v,
-            phase_offset_cycles=phase_offset_cycles,
+            phase_offset_cycles=self.variation.phase_offset_rad / (2 * math.pi),
         )
         if self.noise_v_rms > 0:
-            noise = self._standard_noise(first, stop - first)
-            if (silent := self.model.silent_samples(first, stop - first)) is not None:
+            noise = self._standard_noise(first_cycle, count)
+            if (silent := self.model.silent_samples(first_cycle, count)) is not None:
                 noise[silent] = 0.0
-            block += self.noise_v_rms * noise
-        return block[first_cycle - first : first_cycle - first + count]
+            noise *= self.noise_v_rms
+            block += noise
+        return block
 
     def _standard_noise(self, first_cycle: int, count: int) -> FloatArray:
         """Standard normal noise, shape (count, 200): Box–Muller on Philox output n/2 for sample n."""
@@ -188,9 +210,15 @@ class Simulator:
         # Philox makes 4 outputs per counter step, so sample pair p is output p of counter p // 4.
         counter = first_cycle * SAMPLES_PER_CYCLE // 8
         raw = np.random.Philox(key=self._noise_key, counter=[counter, 0, 0, 0]).random_raw(pairs)
-        uniform = (raw >> np.uint64(32)).astype(np.float64) * 2.0**-32 + 2.0**-33  # (0, 1)
-        radius = np.sqrt(-2.0 * np.log(uniform))
-        sin, cos = sincos_cycles((raw & np.uint64(0xFFFFFFFF)).astype(np.float64) * 2.0**-32)
+        uniform = (raw >> np.uint64(32)).astype(np.float64)
+        uniform *= 2.0**-32
+        uniform += 2.0**-33  # in (0, 1)
+        radius = np.log(uniform)
+        radius *= -2.0
+        np.sqrt(radius, out=radius)
+        angle = (raw & np.uint64(0xFFFFFFFF)).astype(np.float64)
+        angle *= 2.0**-32
+        sin, cos = sincos_cycles(angle)
         noise = np.empty((pairs, 2))
         np.multiply(radius, cos, out=noise[:, 0])
         np.multiply(radius, sin, out=noise[:, 1])
@@ -208,7 +236,11 @@ class Simulator:
         """
         cycle = start_cycle
         while self.duration_cycles is None or cycle < self.duration_cycles:
-            count = _CHUNK_CYCLES if self.duration_cycles is None else min(_CHUNK_CYCLES, self.duration_cycles - cycle)
+            count = (
+                _CHUNK_CYCLES
+                if self.duration_cycles is None
+                else min(_CHUNK_CYCLES, self.duration_cycles - cycle)
+            )
             counts = self._quantize(self.cycles_v(cycle, count))
             for row in np.flatnonzero(~self.model.silent_cycles(cycle, count)):
                 yield SourceCycle(self.timestamp_ms_of_cycle(cycle + int(row)), counts[row])
@@ -240,3 +272,168 @@ class Simulator:
             calibration_constant=self._calibration_constant,
         )
         return CycleMetrics(*(values[0] for values in metrics))
+
+
+@dataclass(frozen=True)
+class CycleMoments:
+    """Per-cycle averages of the reference box's noise-free waveform: all the fast path needs.
+
+    With v = √2·U·e·(sin 2πφ + harmonics) + x (U the voltage [V rms] before the envelope e,
+    x the transients [V]), each array holds one value per cycle.
+    """
+
+    voltage_v: FloatArray  # U mid-cycle [V rms]
+    frequency_hz: FloatArray
+    envelope_sq: FloatArray  # mean(e²) [pu²]
+    harmonic_sq: FloatArray  # mean(e²·Σ|harmonic|²) [pu²]
+    ripple: npt.NDArray[np.complex128]  # mean(e²·exp(4πiφ)): sin² over a block of unwhole periods
+    transient_cross: npt.NDArray[np.complex128]  # mean(e·x·exp(2πiφ)) [V]
+    transient_sq: FloatArray  # mean(x²) [V²]
+    highpass_peak_v: FloatArray  # max |waveform through opq.domain's transient high-pass| [V]
+    silent: npt.NDArray[np.bool_]
+
+
+def cycle_moments(model: SupplyModel, first_cycle: int, count: int) -> CycleMoments:
+    """The model's per-cycle averages: closed forms, or sums over samples where a disturbance acts."""
+    if count > _CHUNK_CYCLES:  # a second at a time, so that only disturbed seconds cost samples
+        parts = [
+            _cycle_moments(model, start, min(_CHUNK_CYCLES, first_cycle + count - start))
+            for start in range(first_cycle, first_cycle + count, _CHUNK_CYCLES)
+        ]
+        return CycleMoments(*(np.concatenate(field) for field in zip(*map(_fields, parts), strict=True)))
+    return _cycle_moments(model, first_cycle, count)
+
+
+def _cycle_moments(model: SupplyModel, first_cycle: int, count: int) -> CycleMoments:
+    integral = model.phase_integral_cycles(first_cycle, count)
+    frequency = model.nominal_frequency_hz + np.diff(integral) / CYCLE_S
+    bounds = model.voltage_bounds_v(first_cycle, count)
+    voltage = 0.5 * (bounds[:-1] + bounds[1:])
+    if not model.busy(first_cycle, count):
+        start = model.start_phase_cycles(first_cycle, count, integral, 0.0)
+        # Σ_k exp(4πi(φ0 + f·k/fs)) over the cycle's 200 samples, a geometric series.
+        step = np.exp(4j * np.pi * frequency / SAMPLE_RATE_HZ)
+        series = (1 - step**SAMPLES_PER_CYCLE) / (SAMPLES_PER_CYCLE * (1 - step))
+        harmonics = model.harmonics
+        return CycleMoments(
+            voltage_v=voltage,
+            frequency_hz=frequency,
+            envelope_sq=np.ones(count),
+            harmonic_sq=np.full(count, sum(abs(p) ** 2 for p in harmonics.values())),
+            ripple=np.exp(4j * np.pi * start) * series,
+            transient_cross=np.zeros(count, complex),
+            transient_sq=np.zeros(count),
+            highpass_peak_v=math.sqrt(2) * model.highpass_peak_pu * voltage,
+            silent=np.zeros(count, bool),
+        )
+    shape = (count, SAMPLES_PER_CYCLE)
+    sin1, cos1 = sincos_cycles(model.phase_cycles(first_cycle, count, integral, 0.0))
+    envelope = model.envelope(first_cycle, count)
+    envelope = np.ones(shape) if envelope is None else envelope
+    envelope_sq = envelope * envelope
+    amplitudes = model.harmonic_amplitudes(first_cycle, count)
+    harmonic_sq = sum((re * re + im * im for re, im in amplitudes.values()), np.zeros(shape))
+    transients = model.transients_v(first_cycle, count)
+    transients = np.zeros(shape) if transients is None else transients
+    weighted = envelope * transients
+    silent = model.silent_samples(first_cycle, count)
+    return CycleMoments(
+        voltage_v=voltage,
+        frequency_hz=frequency,
+        envelope_sq=envelope_sq.mean(axis=-1),
+        harmonic_sq=(envelope_sq * harmonic_sq).mean(axis=-1),
+        ripple=(envelope_sq * (cos1 * cos1 - sin1 * sin1)).mean(axis=-1)
+        + 2j * (envelope_sq * sin1 * cos1).mean(axis=-1),
+        transient_cross=(weighted * cos1).mean(axis=-1) + 1j * (weighted * sin1).mean(axis=-1),
+        transient_sq=(transients * transients).mean(axis=-1),
+        highpass_peak_v=_highpass_peak_v(model, first_cycle, count),
+        silent=np.zeros(count, np.bool_) if silent is None else np.any(silent, axis=-1),
+    )
+
+
+def _highpass_peak_v(model: SupplyModel, first_cycle: int, count: int) -> FloatArray:
+    """max |the reference box's noise-free waveform through opq.domain's transient high-pass| [V].
+
+    Transients, harmonics and the edges of sudden voltage changes as the metric sees them: it
+    reads 75–100 % of an impulse's sampled peak and spills up to 80 samples into neighbouring
+    cycles, so a cycle of context is synthesized on each side.
+    """
+    before = min(first_cycle, 1)
+    waveform = model.waveform_v(first_cycle - before, count + before + 1)
+    padded = np.concatenate([np.zeros((1 - before, SAMPLES_PER_CYCLE)), waveform]).reshape(-1)
+    return transient_per_cycle(padded)[1:-1]
+
+
+def _fields(moments: CycleMoments) -> list[npt.NDArray[np.generic]]:
+    return [getattr(moments, field.name) for field in dataclasses.fields(moments)]
+
+
+@functools.cache
+def _thd_noise_factor() -> float:
+    """THD² per (σ/V1)² that white noise adds in opq.domain's flat-top THD windows.
+
+    Each of the harmonic bins 2..H holds σ²·Σw² of noise power against (√2·V1·Σw/2)² for the
+    fundamental: 2·(H − 1)·ENBW/N, ENBW = N·Σw²/(Σw)² ≈ 3.77 bins for the flat-top window.
+    """
+    n = THD_WINDOW_CYCLES * SAMPLES_PER_CYCLE
+    window = signal.windows.flattop(n, sym=False)
+    enbw_bins = n * float(np.sum(window**2)) / float(np.sum(window)) ** 2
+    return 2 * (THD_MAX_HARMONIC - 1) * enbw_bins / n
+
+
+def _clipped_sine_sq(amplitude_v: FloatArray, full_scale_v: FloatArray) -> FloatArray:
+    """Mean square [V²] of a sine of peak amplitude_v clipped at ±full_scale_v (amplitude above it)."""
+    angle = np.arcsin(np.clip(full_scale_v / amplitude_v, 0.0, 1.0))
+    kept = amplitude_v**2 * (angle / 2 - np.sin(2 * angle) / 4) + full_scale_v**2 * (np.pi / 2 - angle)
+    return np.asarray(kept * (2 / np.pi), dtype=np.float64)
+
+
+def fleet_cycle_metrics(
+    model: SupplyModel,
+    variations: Variations,
+    first_cycle: int,
+    count: int,
+    *,
+    calibration_constant: float | npt.ArrayLike = DEFAULT_CALIBRATION,
+) -> CycleMetrics:
+    """Per-cycle metrics of many boxes on one supply without samples, shape (boxes, count).
+
+    Cheap: the per-cycle model is shared, and a box costs a few operations per cycle. See the
+    module docstring for where it is exact and where approximate. calibration_constant [counts
+    per volt] may be one per box; it sets where the ADC clips.
+    """
+    m = cycle_moments(model, first_cycle, count)
+    phase = variations.phase_offset_rad[:, np.newaxis]
+    sigma_sq = (model.scenario.supply.noise_v_rms * variations.noise_scale[:, np.newaxis]) ** 2
+    full_scale_v = FULL_SCALE_COUNTS / np.reshape(np.asarray(calibration_constant, dtype=np.float64), (-1, 1))
+
+    voltage = m.voltage_v + variations.voltage_offset_v[:, np.newaxis]
+    voltage_sq = voltage * voltage
+    fundamental_sq = voltage_sq * m.envelope_sq
+    # Re(exp(2iΔ)·ripple): a box's phase offset turns the ripple of sin² over the block.
+    ripple = np.cos(2 * phase) * m.ripple.real - np.sin(2 * phase) * m.ripple.imag
+    clean_sq = voltage_sq * (m.envelope_sq + m.harmonic_sq - ripple)
+    if m.transient_sq.any():
+        cross = np.cos(phase) * m.transient_cross.imag + np.sin(phase) * m.transient_cross.real
+        clean_sq += 2 * math.sqrt(2) * voltage * cross + m.transient_sq
+    peak_v = np.sqrt(2 * fundamental_sq)
+    clipped = peak_v > full_scale_v
+    if clipped.any():
+        clipped_sq = _clipped_sine_sq(peak_v, np.broadcast_to(full_scale_v, peak_v.shape))
+        clean_sq = np.where(clipped, clipped_sq, clean_sq)
+    rms = np.sqrt(np.maximum(clean_sq, 0.0) + sigma_sq)
+
+    fundamental_v = np.sqrt(fundamental_sq)
+    live = (fundamental_v >= INTERRUPTION_VRMS_V) & ~m.silent
+    harmonic_ratio_sq = np.divide(m.harmonic_sq, m.envelope_sq, out=np.zeros(count), where=m.envelope_sq > 0)
+    thd = np.sqrt(harmonic_ratio_sq + _thd_noise_factor() * sigma_sq / np.where(live, fundamental_sq, 1.0))
+    # Noise rides on the clean waveform's high-passed peak: a p-norm blend (p = 1.4, fitted to within
+    # 1.5 % of the mean measured metric for clean, harmonic and noisy waveforms) of the two.
+    noise_peak_v = NOISE_PEAK_FACTOR * np.sqrt(sigma_sq)
+    transient = (m.highpass_peak_v**_BLEND + noise_peak_v**_BLEND) ** (1 / _BLEND)
+    frequency = np.broadcast_to(m.frequency_hz, rms.shape)
+    if not live.all():
+        silent = np.broadcast_to(m.silent, rms.shape)
+        rms, transient = np.where(silent, np.nan, rms), np.where(silent, np.nan, transient)
+        frequency, thd = np.where(live, frequency, np.nan), np.where(live, thd, np.nan)
+    return CycleMetrics(rms_v=rms, frequency_hz=frequency, thd_ratio=thd, transient_v=transient)

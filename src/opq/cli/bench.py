@@ -82,6 +82,10 @@ def _table(result: StoreBenchResult) -> Table:
         ("boxes / batch size", f"{result.boxes:,} / {result.batch_size:,} rows"),
         ("insert rate, median over batches", f"{ins.rows_per_s_median:,.0f} rows/s"),
         ("insert rate, overall", f"{ins.rows_per_s_overall:,.0f} rows/s ({ins.seconds:.1f} s)"),
+        (
+            "batch time, median / p99 / max",
+            f"{ins.batch_ms_median:.1f} / {ins.batch_ms_p99:.1f} / {ins.batch_ms_max:.1f} ms",
+        ),
         ("trend upsert rate, new (median)", f"{trends.insert_rows_per_s_median:,.0f} rows/s"),
         ("trend upsert rate, replacing (median)", f"{trends.reupsert_rows_per_s_median:,.0f} rows/s"),
         ("measurements present at query", f"{query.measurements_present:,}"),

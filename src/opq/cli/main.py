@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from opq.cli import bench, boxes, db, places, users
+from opq.cli import bench, box, boxes, db, keys, places, users
 from opq.cli.logs import configure_logging
 from opq.config import load_settings
 from opq.errors import ConfigError, Conflict, InvalidValue, NotFound, OpqError
@@ -70,6 +70,8 @@ app.add_typer(places.locations_app, name="locations")
 app.add_typer(places.regions_app, name="regions")
 app.add_typer(boxes.app, name="boxes")
 app.add_typer(users.app, name="users")
+app.add_typer(keys.app, name="keys")
+app.add_typer(box.app, name="box")
 app.add_typer(bench.app, name="bench")
 
 
