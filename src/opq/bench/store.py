@@ -331,9 +331,17 @@ def _machine(store: Store) -> dict[str, str | int | None]:
 
 
 def _database_settings(store: Store) -> dict[str, str]:
+    names: tuple[str, ...]
     if store.backend == "postgresql":
-        names = ("fsync", "synchronous_commit", "full_page_writes", "wal_level", "shared_buffers",
-                 "max_wal_size", "checkpoint_timeout")
+        names = (
+            "fsync",
+            "synchronous_commit",
+            "full_page_writes",
+            "wal_level",
+            "shared_buffers",
+            "max_wal_size",
+            "checkpoint_timeout",
+        )
         statement = "SHOW {}"
     else:
         names = ("journal_mode", "synchronous", "page_size", "cache_size", "wal_autocheckpoint")

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from opq.errors import InvalidValue, StorageError
 from opq.store import schema
-from opq.store.engine import translated
+from opq.store.engine import translated, write_transaction
 from opq.store.models import Measurement, Stats, Trend
 
 logger = logging.getLogger(__name__)
@@ -68,10 +68,12 @@ class Measurements:
         self._postgres = engine.dialect.name == "postgresql"
         self._partition_days: set[int] = set()
         expire_at = "NULL" if self._lifetime_ms is None else f"?2 + {self._lifetime_ms}"
-        # expire_at is computed by SQLite from the bound timestamp, not per row in Python.
+        # expire_at is computed by SQLite from the bound timestamp, not per row in Python. ON
+        # CONFLICT on the key, not INSERT OR IGNORE, which would also skip a row breaking NOT NULL.
         self._sqlite_insert = (
-            f"INSERT OR IGNORE INTO measurements ({', '.join(_MEASUREMENT_COLUMNS)}) "
-            f"VALUES (?1, ?2, ?3, ?4, ?5, ?6, {expire_at})"
+            f"INSERT INTO measurements ({', '.join(_MEASUREMENT_COLUMNS)}) "
+            f"VALUES (?1, ?2, ?3, ?4, ?5, ?6, {expire_at}) "
+            "ON CONFLICT (box_id, timestamp_ms) DO NOTHING"
         )
 
     def insert_many(self, batch: Sequence[Measurement]) -> InsertResult:
@@ -86,12 +88,13 @@ class Measurements:
         # rows of a batch share heap pages, which a read of that box's hour touches fewer of.
         rows = sorted(map(_ROW, batch), key=_BOX_ID)
         action = f"store {len(rows)} measurements"
-        with translated(action), _driver_errors(self._engine, action):
-            with self._engine.begin() as conn:
-                if self._postgres:
-                    inserted = self._copy_postgres(conn, rows)
-                else:
-                    inserted = self._insert_sqlite(conn, rows)
+        with (
+            translated(action),
+            _driver_errors(self._engine, action),
+            write_transaction(self._engine) as conn,
+        ):
+            insert = self._copy_postgres if self._postgres else self._insert_sqlite
+            inserted = insert(conn, rows)
         duplicates = len(rows) - inserted
         if duplicates:
             logger.debug("skipped %d duplicate measurements", duplicates)
@@ -106,9 +109,7 @@ class Measurements:
     def _copy_postgres(self, conn: Connection, rows: list[tuple[Any, ...]]) -> int:
         import psycopg
 
-        first_ms = min(map(_TIMESTAMP_MS, rows))
-        last_ms = max(map(_TIMESTAMP_MS, rows))
-        self._ensure_partitions(conn, range(first_ms // DAY_MS, last_ms // DAY_MS + 1))
+        self._ensure_partitions(conn, {ts // DAY_MS for ts in map(_TIMESTAMP_MS, rows)})
         raw = conn.connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
         # COPY is the fast path; it is all or nothing, so a batch holding a duplicate goes
@@ -148,10 +149,8 @@ class Measurements:
                 for row in rows:
                     write((*row, row[1] + lifetime))
 
-    def _ensure_partitions(self, conn: Connection, days: range) -> None:
-        for day in days:
-            if day in self._partition_days:
-                continue
+    def _ensure_partitions(self, conn: Connection, days: set[int]) -> None:
+        for day in sorted(days - self._partition_days):
             name = f"measurements_d{day}"
             conn.exec_driver_sql(
                 f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF measurements "
@@ -164,17 +163,20 @@ class Measurements:
         action = f"read measurements of box {box_id!r}"
         # The driver's own cursor: this read returns tens of thousands of rows, and on
         # PostgreSQL binary results spare parsing every number from text.
-        with translated(action), _driver_errors(self._engine, action):
-            with self._engine.connect() as conn:
-                if self._postgres:
-                    raw = conn.connection.driver_connection
-                    assert raw is not None
-                    with raw.cursor(binary=True) as cur:
-                        cur.execute(_READ_SQL.format(p="%s"), (box_id, start_ms, end_ms))
-                        rows = cur.fetchall()
-                else:
-                    sql = _READ_SQL.format(p="?")
-                    rows = _tuned_sqlite(conn).execute(sql, (box_id, start_ms, end_ms)).fetchall()
+        with (
+            translated(action),
+            _driver_errors(self._engine, action),
+            self._engine.connect() as conn,
+        ):
+            if self._postgres:
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                with raw.cursor(binary=True) as cur:
+                    cur.execute(_READ_SQL.format(p="%s"), (box_id, start_ms, end_ms))
+                    rows = cur.fetchall()
+            else:
+                sql = _READ_SQL.format(p="?")
+                rows = _tuned_sqlite(conn).execute(sql, (box_id, start_ms, end_ms)).fetchall()
         return list(starmap(partial(Measurement, box_id), rows))
 
     def latest(self, box_id: str) -> Measurement | None:
@@ -186,9 +188,9 @@ class Measurements:
             .order_by(m.c.timestamp_ms.desc())
             .limit(1)
         )
-        with translated(f"read the latest measurement of box {box_id!r}"):
-            with self._engine.connect() as conn:
-                row = conn.execute(query).first()
+        action = f"read the latest measurement of box {box_id!r}"
+        with translated(action), self._engine.connect() as conn:
+            row = conn.execute(query).first()
         return None if row is None else Measurement(*row)
 
     def count(self, since_ms: int | None = None) -> int:
@@ -245,10 +247,8 @@ class Trends:
         rows = [self._row(trend) for trend in batch]
         insert = _dialect_insert(self._engine)(t)
         updated = {name: insert.excluded[name] for name in rows[0] if name not in ("box_id", "timestamp_ms")}
-        statement = insert.on_conflict_do_update(
-            index_elements=[t.c.box_id, t.c.timestamp_ms], set_=updated
-        )
-        with translated(f"store {len(rows)} trends"), self._engine.begin() as conn:
+        statement = insert.on_conflict_do_update(index_elements=[t.c.box_id, t.c.timestamp_ms], set_=updated)
+        with translated(f"store {len(rows)} trends"), write_transaction(self._engine) as conn:
             conn.execute(statement, rows)
 
     def _row(self, trend: Trend) -> dict[str, object]:
@@ -256,9 +256,7 @@ class Trends:
             "box_id": trend.box_id,
             "timestamp_ms": trend.timestamp_ms,
             "location": trend.location,
-            "expire_at": None
-            if self._lifetime_ms is None
-            else trend.timestamp_ms + self._lifetime_ms,
+            "expire_at": None if self._lifetime_ms is None else trend.timestamp_ms + self._lifetime_ms,
         }
         for metric in _METRICS:
             stats: Stats | None = getattr(trend, metric)

@@ -1,0 +1,49 @@
+"""`opq demo` end to end: a site on a new SQLite file, simulated boxes, measurements received."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from opq.store import open_store
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def test_demo_sets_up_a_site_and_receives_every_box(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    command = [
+        sys.executable,
+        "-m",
+        "opq",
+        "demo",
+        "--db",
+        url,
+        "--boxes",
+        "2",
+        "--port",
+        "0",
+        "--seconds",
+        "4",
+        "--workdir",
+        str(tmp_path / "work"),
+    ]
+    result = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    received = re.search(r"received (\d+) measurements from (\d+) boxes", result.stdout)
+    assert received is not None, (result.stdout, result.stderr)
+    assert int(received.group(2)) == 2
+    assert int(received.group(1)) >= 2 * 6  # six a second per box, minus start-up
+    assert "login: admin@opq.example / " in result.stdout
+    with open_store(url) as store:
+        assert [box.box_id for box in store.boxes.list()] == ["1000", "1001"]
+        assert all(box.public_key for box in store.boxes.list())
+        assert store.regions.locations_within("oahu") == [
+            "kailua-home",
+            "uh-hamilton",
+            "uh-kennedy",
+            "uh-post",
+        ]
+        assert store.users.get("admin@opq.example").role == "admin"
