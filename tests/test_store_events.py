@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from opq.errors import Conflict, InvalidValue, NotFound
 from opq.store import Store, schema
 from opq.store.events import Events
+from opq.store.files import Files
 from opq.store.models import BoxEvent, Event
 
 T0 = 1_700_000_000_000
@@ -68,9 +69,7 @@ def test_expire_at_follows_the_end_of_the_event(store: Store, lifetime_ms: int |
     Events(store.engine, lifetime_ms).add(event)
     ev = schema.events
     with store.engine.connect() as conn:
-        stored = conn.execute(
-            select(ev.c.expire_at).where(ev.c.event_id == event.event_id)
-        ).scalar_one()
+        stored = conn.execute(select(ev.c.expire_at).where(ev.c.event_id == event.event_id)).scalar_one()
     assert stored == (None if lifetime_ms is None else T0 + 700 + lifetime_ms)
 
 
@@ -100,9 +99,7 @@ def test_expire_at_follows_the_end_of_the_event(store: Store, lifetime_ms: int |
         "float-latency",
     ],
 )
-def test_add_refuses_an_inconsistent_event(
-    store: Store, changes: dict[str, object], message: str
-) -> None:
+def test_add_refuses_an_inconsistent_event(store: Store, changes: dict[str, object], message: str) -> None:
     event = Event(
         event_id=store.allocate_id("event"),
         target_event_start_timestamp_ms=T0,
@@ -184,9 +181,7 @@ def test_record_box_event_of_a_box_received_at_creation_is_a_conflict(store: Sto
 
 
 def test_record_box_event_for_an_unknown_event(store: Store) -> None:
-    orphan = BoxEvent(
-        event_id=404, box_id="1", event_start_timestamp_ms=T0, event_end_timestamp_ms=T0
-    )
+    orphan = BoxEvent(event_id=404, box_id="1", event_start_timestamp_ms=T0, event_end_timestamp_ms=T0)
     with pytest.raises(NotFound, match="no event 404"):
         store.events.record_box_event(orphan, T0)
     assert store.events.count_box_events() == 0
@@ -281,9 +276,7 @@ def test_list_by_box_keeps_events_that_triggered_it(store: Store) -> None:
     assert store.events.list(box_id="1") == [store.events.get(a.event_id)]
     assert store.events.list(box_id="10") == [c]
     assert store.events.list(box_id="0") == []
-    assert store.events.list(box_id="2", limit=1, before_id=b.event_id) == [
-        store.events.get(a.event_id)
-    ]
+    assert store.events.list(box_id="2", limit=1, before_id=b.event_id) == [store.events.get(a.event_id)]
 
 
 def test_ids_after(store: Store) -> None:
@@ -306,29 +299,6 @@ def test_counts(store: Store) -> None:
     assert store.events.count_box_events(since_ms=T0 + 1) == 2
 
 
-def add_file(store: Store, filename: str, *, event_id: int, incident_id: int | None = None) -> int:
-    """A finished two-chunk file written straight into the tables (the file store is elsewhere)."""
-    f, c = schema.files, schema.chunks
-    with store.engine.begin() as conn:
-        file_id = conn.execute(
-            f.insert()
-            .values(
-                filename=filename,
-                length=4,
-                chunk_size=2,
-                upload_date_ms=T0,
-                md5="0" * 32,
-                event_id=event_id,
-                box_id="1",
-                incident_id=incident_id,
-                metadata={},
-            )
-            .returning(f.c.id)
-        ).scalar_one()
-        conn.execute(c.insert(), [{"files_id": file_id, "n": n, "data": b"ab"} for n in (0, 1)])
-    return int(file_id)
-
-
 def file_rows(store: Store) -> tuple[list[str], int]:
     with store.engine.connect() as conn:
         names = conn.execute(select(schema.files.c.filename).order_by("filename")).scalars()
@@ -342,8 +312,8 @@ def test_delete_takes_box_events_and_unclaimed_files(store: Store) -> None:
     for event in (doomed, kept):
         store.events.record_box_event(box_event(event, "1"), T0)
         store.events.record_box_event(box_event(event, "2"), T0)
-        add_file(store, f"event_{event.event_id}_1", event_id=event.event_id)
-    add_file(store, "incident_7", event_id=doomed.event_id, incident_id=7)
+        Files(store.engine, chunk_size=2).put(f"event_{event.event_id}_1", b"abcd", event_id=event.event_id)
+    Files(store.engine, chunk_size=2).put("incident_7", b"abcd", event_id=doomed.event_id, incident_id=7)
 
     store.events.delete(doomed.event_id)
 

@@ -74,9 +74,7 @@ def test_writes_of_any_size_make_the_same_chunks(store: Store, files: Files) -> 
         for start, end in itertools.pairwise(cuts):
             assert writer.write(data[start:end]) == end - start
     assert files.read_bytes("pieces") == data
-    assert chunk_rows(store) == [(writer.file_id, n, CHUNK) for n in range(7)] + [
-        (writer.file_id, 7, 3)
-    ]
+    assert chunk_rows(store) == [(writer.file_id, n, CHUNK) for n in range(7)] + [(writer.file_id, 7, 3)]
 
 
 def test_reads_of_any_size(files: Files) -> None:
@@ -137,9 +135,7 @@ def test_large_file_streams_through_bounded_memory(store: Store) -> None:
     assert read_peak < 4 * MIB
 
 
-@settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     data=st.binary(max_size=3000),
     chunk_size=st.integers(min_value=1, max_value=1100),

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from opq.errors import Conflict, InvalidValue, NotFound
 from opq.store import Store, schema
 from opq.store.classifications import Classification, IeeeDuration, MeasurementType
+from opq.store.files import Files
 from opq.store.incidents import Incidents
 from opq.store.models import Annotation, Incident
 
@@ -50,10 +51,7 @@ def row_counts(store: Store) -> dict[str, int]:
         schema.chunks,
     )
     with store.engine.connect() as conn:
-        return {
-            t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
-            for t in tables
-        }
+        return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one()) for t in tables}
 
 
 def test_round_trip_of_every_field(store: Store) -> None:
@@ -315,28 +313,6 @@ def test_for_event_and_count(store: Store) -> None:
     assert store.incidents.count(since_ms=T0 + 10) == 3
 
 
-def add_file(store: Store, filename: str, *, event_id: int | None, incident_id: int | None) -> None:
-    """A finished two-chunk file written straight into the tables (the file store is elsewhere)."""
-    f, c = schema.files, schema.chunks
-    with store.engine.begin() as conn:
-        file_id = conn.execute(
-            f.insert()
-            .values(
-                filename=filename,
-                length=4,
-                chunk_size=2,
-                upload_date_ms=T0,
-                md5="0" * 32,
-                event_id=event_id,
-                box_id="1",
-                incident_id=incident_id,
-                metadata={},
-            )
-            .returning(f.c.id)
-        ).scalar_one()
-        conn.execute(c.insert(), [{"files_id": file_id, "n": n, "data": b"ab"} for n in (0, 1)])
-
-
 def file_names(store: Store) -> list[str]:
     with store.engine.connect() as conn:
         return list(conn.execute(select(schema.files.c.filename).order_by("filename")).scalars())
@@ -347,9 +323,7 @@ def file_names(store: Store) -> list[str]:
     [(None, ["itic", "thd"], ["other-event"]), ("IticPlugin", ["itic"], ["thd", "other-event"])],
     ids=["every-plugin", "one-plugin"],
 )
-def test_delete_for_event(
-    store: Store, produced_by: str | None, deleted: list[str], kept: list[str]
-) -> None:
+def test_delete_for_event(store: Store, produced_by: str | None, deleted: list[str], kept: list[str]) -> None:
     made = {
         "itic": add(
             store,
@@ -361,17 +335,17 @@ def test_delete_for_event(
         "other-event": add(store, event_id=2, metadata={"plugin": "IticPlugin"}),
     }
     for name, found in made.items():
-        add_file(store, f"incident_{name}", event_id=found.event_id, incident_id=found.incident_id)
-    add_file(store, "event_1_1", event_id=1, incident_id=None)
+        Files(store.engine, chunk_size=2).put(
+            f"incident_{name}", b"abcd", event_id=found.event_id, incident_id=found.incident_id
+        )
+    Files(store.engine, chunk_size=2).put("event_1_1", b"abcd", event_id=1, incident_id=None)
 
     assert store.incidents.delete_for_event(1, produced_by=produced_by) == len(deleted)
 
     for name in deleted:
         with pytest.raises(NotFound):
             store.incidents.get(made[name].incident_id)
-    assert [store.incidents.get(made[name].incident_id) for name in kept] == [
-        made[name] for name in kept
-    ]
+    assert [store.incidents.get(made[name].incident_id) for name in kept] == [made[name] for name in kept]
     assert file_names(store) == sorted(["event_1_1", *[f"incident_{name}" for name in kept]])
     counts = row_counts(store)
     assert counts["chunks"] == 2 * (1 + len(kept))

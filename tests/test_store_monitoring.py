@@ -76,9 +76,7 @@ def test_latest_of_nothing_is_empty_and_an_empty_batch_stores_nothing(store: Sto
     ],
     ids=["upper-case", "unknown-status", "empty-service", "long-service", "empty-id", "long-id"],
 )
-def test_a_bad_record_refuses_its_whole_batch(
-    store: Store, record: HealthRecord, named: str
-) -> None:
+def test_a_bad_record_refuses_its_whole_batch(store: Store, record: HealthRecord, named: str) -> None:
     with pytest.raises(InvalidValue, match=named):
         store.health.record([RECORDS[0], record])
     assert store.row_counts()["health"] == 0
@@ -87,9 +85,7 @@ def test_a_bad_record_refuses_its_whole_batch(
 @pytest.mark.parametrize(
     ("lifetime_ms", "expire_at"), [(None, None), (60_000, 61_000)], ids=["forever", "a-minute"]
 )
-def test_expiry_follows_the_lifetime(
-    store: Store, lifetime_ms: int | None, expire_at: int | None
-) -> None:
+def test_expiry_follows_the_lifetime(store: Store, lifetime_ms: int | None, expire_at: int | None) -> None:
     HealthRecords(store.engine, lifetime_ms).record([RECORDS[0]])
     with store.engine.connect() as conn:
         assert conn.execute(select(schema.health.c.expire_at)).scalar_one() == expire_at
@@ -114,9 +110,7 @@ def test_system_stats_put_overwrites_the_single_document(store: Store) -> None:
     [({"boxes": {"1000"}}, "JSON"), ({"ratio": float("inf")}, "JSON"), ([1, 2], "dict")],
     ids=["set", "infinity", "list"],
 )
-def test_bad_system_stats_are_refused_and_keep_the_old(
-    store: Store, document: Any, named: str
-) -> None:
+def test_bad_system_stats_are_refused_and_keep_the_old(store: Store, document: Any, named: str) -> None:
     store.system_stats.put(10_000, {"events_count": 1})
     with pytest.raises(InvalidValue, match=named):
         store.system_stats.put(20_000, document)

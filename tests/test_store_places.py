@@ -42,9 +42,7 @@ def test_coordinates_out_of_range_are_refused(
 
 
 @pytest.mark.parametrize(("longitude", "latitude"), [(180.0, 90.0), (-180.0, -90.0)])
-def test_coordinates_at_the_limits_are_accepted(
-    store: Store, longitude: float, latitude: float
-) -> None:
+def test_coordinates_at_the_limits_are_accepted(store: Store, longitude: float, latitude: float) -> None:
     store.locations.add(Location("edge", longitude, latitude, "the edge"))
     assert store.locations.get("edge").coordinates == (longitude, latitude)
 

@@ -30,9 +30,7 @@ def boxes(store: Store) -> list[str]:
     return ["1000", "1001"]
 
 
-def test_without_anything_stored_the_built_in_defaults_apply(
-    store: Store, boxes: list[str]
-) -> None:
+def test_without_anything_stored_the_built_in_defaults_apply(store: Store, boxes: list[str]) -> None:
     assert store.triggering.defaults() == TriggerThresholds()
     assert store.triggering.for_box("1000") == TriggerThresholds()
     assert store.triggering.overrides() == {}
@@ -51,13 +49,9 @@ def test_set_defaults_round_trips_and_applies_to_every_box(store: Store, boxes: 
 def test_a_partial_override_wins_field_by_field(store: Store, boxes: list[str]) -> None:
     store.triggering.set_defaults(CUSTOM)
     store.triggering.set_override("1000", ref_v=120.0, threshold_percent_v_low=2.5)
-    assert store.triggering.for_box("1000") == replace(
-        CUSTOM, ref_v=120.0, threshold_percent_v_low=2.5
-    )
+    assert store.triggering.for_box("1000") == replace(CUSTOM, ref_v=120.0, threshold_percent_v_low=2.5)
     assert store.triggering.for_box("1001") == CUSTOM
-    assert store.triggering.overrides() == {
-        "1000": {"ref_v": 120.0, "threshold_percent_v_low": 2.5}
-    }
+    assert store.triggering.overrides() == {"1000": {"ref_v": 120.0, "threshold_percent_v_low": 2.5}}
 
 
 def test_fields_not_overridden_follow_later_defaults(store: Store, boxes: list[str]) -> None:
@@ -164,9 +158,7 @@ def test_bad_overrides_are_refused_and_change_nothing(
 
 
 @pytest.mark.parametrize("value", [1.0, None], ids=["value", "none"])
-def test_an_unknown_field_is_refused_by_name(
-    store: Store, boxes: list[str], value: float | None
-) -> None:
+def test_an_unknown_field_is_refused_by_name(store: Store, boxes: list[str], value: float | None) -> None:
     with pytest.raises(InvalidValue, match="threshold_percent_hz"):
         store.triggering.set_override("1000", threshold_percent_hz=value)
     assert store.triggering.overrides() == {}

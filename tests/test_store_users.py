@@ -44,9 +44,7 @@ def users(store: Store) -> Users:
 def _stored_hash(store: Store, username: str) -> str:
     c = schema.user_credentials
     with store.engine.connect() as conn:
-        return str(
-            conn.execute(select(c.c.password_hash).where(c.c.username == username)).scalar_one()
-        )
+        return str(conn.execute(select(c.c.password_hash).where(c.c.username == username)).scalar_one())
 
 
 def _add_box(store: Store, box_id: str) -> None:
@@ -235,9 +233,7 @@ def test_set_role(users: Users) -> None:
         users.set_role(NOBODY, "user")
 
 
-def test_update_profile_overwrites_everything_but_the_unseen_flag(
-    store: Store, users: Users
-) -> None:
+def test_update_profile_overwrites_everything_but_the_unseen_flag(store: Store, users: Users) -> None:
     users.add(BOB, PASSWORD)
     store.notifications.add(BOB.username, "new incident", {"summary": "sag"}, 1_000)
     changed = UserProfile(
@@ -262,9 +258,7 @@ def test_update_profile_refuses_bad_values_and_unknown_users(users: Users) -> No
         users.update_profile(BOB)
 
 
-def test_delete_removes_credentials_ownerships_and_notifications(
-    store: Store, users: Users
-) -> None:
+def test_delete_removes_credentials_ownerships_and_notifications(store: Store, users: Users) -> None:
     _add_box(store, "1000")
     users.add(ALICE, PASSWORD)
     users.add(BOB, PASSWORD)
@@ -325,9 +319,7 @@ def test_reading_ownership_of_unknown_users_or_boxes_is_not_found(users: Users) 
         users.owners_of("9999")
 
 
-def test_passwords_never_appear_in_errors_or_logs(
-    users: Users, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_passwords_never_appear_in_errors_or_logs(users: Users, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     errors: list[BaseException] = []
     users.add(ALICE, PASSWORD)

@@ -29,11 +29,12 @@ def store(
     boxes: Annotated[int, typer.Option(min=1, help="Boxes the measurements come from.")] = 1000,
     batch: Annotated[
         int | None,
-        typer.Option(min=1, help="Measurements per insert [default: 6 × boxes, one second]."),
+        typer.Option(min=1, help="Measurements per insert (default: 6 × boxes, one second of every box)."),
     ] = None,
     queries: Annotated[int, typer.Option(min=1, help="Box-hour reads to time.")] = 50,
     allow_existing: Annotated[
-        bool, typer.Option(help="Bench a database that already holds measurements.")
+        bool,
+        typer.Option("--allow-existing", help="Bench a database that already holds measurements."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -9,14 +10,25 @@ from typing import Annotated
 
 import typer
 
-from opq.box.config import BoxConfig, load_box_config
+from opq.box.config import (
+    DEFAULT_COMMAND_PORT,
+    DEFAULT_MEASUREMENT_PORT,
+    DEFAULT_RESPONSE_PORT,
+    BoxConfig,
+    load_box_config,
+)
 from opq.box.device import DeviceSource
+from opq.box.fleet import Fleet, FleetCounters, FleetSettings, with_local_disturbances
+from opq.box.fleet_worker import FleetOptions
 from opq.box.replay import RecordingSource
 from opq.box.runtime import Box
 from opq.box.scenario import Scenario, load_scenario
 from opq.box.simulator import Simulator
 from opq.box.source import SampleSource
+from opq.cli.logs import configure_logging
+from opq.config import Settings
 from opq.errors import ConfigError
+from opq.protocol import read_certificate
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +144,122 @@ def _drain(box: Box, timeout_s: float) -> None:
     deadline = time.monotonic() + min(timeout_s, DRAIN_TIMEOUT_S)
     while box.counters.measurements_queued and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+@app.command("fleet")
+def fleet(
+    ctx: typer.Context,
+    boxes: Annotated[int, typer.Option("--boxes", min=1, help="How many boxes.")],
+    server_key: Annotated[
+        Path, typer.Option("--server-key", metavar="FILE", help="The cloud's certificate (its public key).")
+    ],
+    scenario: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", show_default=False, help="The supply every box is on (default: clean)."),
+    ] = None,
+    keys_dir: Annotated[
+        Path,
+        typer.Option(
+            "--keys-dir",
+            metavar="DIR",
+            help="Key pairs: box<ID>.key_secret read if there, else generated; fleet-boxes.csv lists them.",
+        ),
+    ] = Path("fleet-keys"),
+    first_id: Annotated[
+        int, typer.Option("--first-id", min=0, help="Id of the first box; the rest follow.")
+    ] = 1000,
+    cloud_host: Annotated[str, typer.Option("--cloud-host", help="Where the cloud listens.")] = "127.0.0.1",
+    measurement_port: Annotated[int, typer.Option(min=1, max=65535)] = DEFAULT_MEASUREMENT_PORT,
+    command_port: Annotated[int, typer.Option(min=1, max=65535)] = DEFAULT_COMMAND_PORT,
+    response_port: Annotated[int, typer.Option(min=1, max=65535)] = DEFAULT_RESPONSE_PORT,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            show_default=False,
+            help="Worker processes (default: as the open-files limit asks, ≤ 2,500 boxes each).",
+        ),
+    ] = None,
+    rate: Annotated[
+        int, typer.Option("--rate", min=1, max=3600, help="Cycles per measurement at start.")
+    ] = 10,
+    full_signal: Annotated[
+        bool, typer.Option("--full-signal", help="Measure synthesized samples as a box does (small fleets).")
+    ] = False,
+    local_disturbances: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            show_default=False,
+            help="A TOML file of disturbances only the first --local-boxes boxes see.",
+        ),
+    ] = None,
+    local_boxes: Annotated[int, typer.Option(min=0, help="How many boxes see --local-disturbances.")] = 1,
+    send_slices: Annotated[
+        int, typer.Option(min=1, max=100, help="Spread each tick's sends over this many slices.")
+    ] = 1,
+    duration: DurationOption = None,
+) -> None:
+    """Run many simulated boxes, each with its own id, keys and variation of the supply."""
+    supply = load_scenario(scenario) if scenario is not None else Scenario()
+    local = None if local_disturbances is None else with_local_disturbances(supply, local_disturbances)
+    host = f"[{cloud_host}]" if ":" in cloud_host else cloud_host
+    settings: Settings | None = ctx.obj if isinstance(ctx.obj, Settings) else None
+    log_setup = (
+        None
+        if settings is None
+        else functools.partial(configure_logging, settings.log_level, settings.log_format)
+    )
+    options = FleetOptions(
+        measurement_endpoint=f"tcp://{host}:{measurement_port}",
+        command_endpoint=f"tcp://{host}:{command_port}",
+        response_endpoint=f"tcp://{host}:{response_port}",
+        server_public_key=read_certificate(server_key).public,
+        cycles_per_measurement=rate,
+        send_slices=send_slices,
+        full_signal=full_signal,
+        log_setup=log_setup,
+    )
+    fleet_settings = FleetSettings(
+        scenario=supply,
+        boxes=boxes,
+        options=options,
+        keys_dir=keys_dir,
+        first_id=first_id,
+        processes=processes,
+        local_scenario=local,
+        local_boxes=min(local_boxes, boxes) if local is not None else 0,
+    )
+    run_fleet(fleet_settings, duration_s=duration)
+
+
+def run_fleet(settings: FleetSettings, *, duration_s: float | None) -> FleetCounters:
+    """Run a fleet until Ctrl-C or `duration_s`, logging its counters; prints and returns the last ones."""
+    fleet = Fleet(settings)
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    fleet.start()
+    try:
+        next_status = time.monotonic() + STATUS_INTERVAL_S
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+            counters = fleet.counters()
+            if counters.processes_failed:
+                raise ConfigError(f"{counters.processes_failed} fleet process(es) failed; see the log")
+            if time.monotonic() >= next_status:
+                next_status += STATUS_INTERVAL_S
+                logger.info("fleet: %s", _describe(counters))
+    except KeyboardInterrupt:
+        logger.info("fleet: interrupted")
+    finally:
+        counters = fleet.stop()
+    typer.echo(f"fleet of {settings.boxes} boxes in {fleet.processes} processes: {_describe(counters)}")
+    return counters
+
+
+def _describe(c: FleetCounters) -> str:
+    return (
+        f"{c.boxes_subscribed} boxes subscribed, {c.measurements_built} measurements "
+        f"({c.measurements_sent} sent, {c.measurements_queued} unsent, {c.measurements_dropped} dropped), "
+        f"{c.commands_handled} commands answered, send lateness p50 {c.send_lateness_ms(50):.1f} ms "
+        f"p99 {c.send_lateness_ms(99):.1f} ms, CPU {c.cpu_s:.1f} s"
+    )

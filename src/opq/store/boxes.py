@@ -22,9 +22,7 @@ _Z85_KEY = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
 def check_public_key(public_key: str) -> None:
     """A CurveZMQ public key as Z85 text: exactly 40 characters of the Z85 alphabet."""
     if not _Z85_KEY.match(public_key):
-        raise InvalidValue(
-            f"public key {public_key!r} is not a Z85-encoded Curve25519 key (40 characters)"
-        )
+        raise InvalidValue(f"public key {public_key!r} is not a Z85-encoded Curve25519 key (40 characters)")
 
 
 class Boxes:
@@ -98,9 +96,7 @@ class Boxes:
         """Put the box at a new location from start_time_ms on, appending to its history."""
         b = schema.opq_boxes
         with translated(f"move box {box_id!r} to {location!r}"), write_transaction(self._engine) as conn:
-            current = conn.execute(
-                select(b.c.location_start_time_ms).where(b.c.box_id == box_id)
-            ).first()
+            current = conn.execute(select(b.c.location_start_time_ms).where(b.c.box_id == box_id)).first()
             if current is None:
                 raise NotFound(f"no box {box_id!r}")
             _check_location(conn, location)
@@ -181,9 +177,7 @@ def _read_boxes(conn: Connection, box_id: str | None = None) -> list[Box]:
         history = history.where(a.c.box_id == box_id)
     stints: dict[str, list[LocationStint]] = {}
     for row in conn.execute(history):
-        stints.setdefault(row.box_id, []).append(
-            LocationStint(row.location, row.location_start_time_ms)
-        )
+        stints.setdefault(row.box_id, []).append(LocationStint(row.location, row.location_start_time_ms))
     return [
         Box(
             box_id=row.box_id,

@@ -79,14 +79,10 @@ def make_engine(url: str) -> Engine:
 def _sqlite_engine(url: URL) -> Engine:
     path = Path(str(url.database))
     if not path.parent.exists():
-        raise StorageError(
-            f"cannot open database {redact(url)}: directory {path.parent} does not exist"
-        )
+        raise StorageError(f"cannot open database {redact(url)}: directory {path.parent} does not exist")
     # pysqlite's own transaction handling is off; BEGIN is emitted below, IMMEDIATE for writers, so
     # two processes never deadlock upgrading a read lock to a write lock.
-    engine = create_engine(
-        url, hide_parameters=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
-    )
+    engine = create_engine(url, hide_parameters=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

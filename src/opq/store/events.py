@@ -37,9 +37,7 @@ class Events:
         """Store a new event; its id comes from `allocate_ids(engine, "event")`."""
         eid = event.event_id
         where = f"event {eid}"
-        _check_window(
-            where, event.target_event_start_timestamp_ms, event.target_event_end_timestamp_ms
-        )
+        _check_window(where, event.target_event_start_timestamp_ms, event.target_event_end_timestamp_ms)
         triggered = _box_ids(event.boxes_triggered, f"{where}: boxes_triggered")
         received = _box_ids(event.boxes_received, f"{where}: boxes_received")
         latencies = _ints(event.latencies_ms, f"{where}: latencies_ms")

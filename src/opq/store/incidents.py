@@ -34,9 +34,7 @@ class Incidents:
         )
         where = f"incident {iid}: classification"
         # A classification listed twice is still one fact about the incident.
-        classifications = sorted(
-            {_member(Classification, c, where) for c in incident.classifications}
-        )
+        classifications = sorted({_member(Classification, c, where) for c in incident.classifications})
         annotations = [_annotation_row(iid, a) for a in incident.annotations]
         inc = schema.incidents
         with translated(f"add incident {iid}"), write_transaction(self._engine) as conn:
@@ -167,15 +165,12 @@ def _incident_row(incident: Incident) -> dict[str, Any]:
         raise InvalidValue(f"{where}: box_id {incident.box_id!r} must be a non-empty string")
     if incident.start_timestamp_ms > incident.end_timestamp_ms:
         raise InvalidValue(
-            f"{where}: start {incident.start_timestamp_ms} ms is after end "
-            f"{incident.end_timestamp_ms} ms"
+            f"{where}: start {incident.start_timestamp_ms} ms is after end {incident.end_timestamp_ms} ms"
         )
     deviation = incident.deviation_from_nominal
     if deviation is not None:
         if not (isinstance(deviation, int | float) and math.isfinite(deviation)):
-            raise InvalidValue(
-                f"{where}: deviation_from_nominal {deviation!r} must be a finite number"
-            )
+            raise InvalidValue(f"{where}: deviation_from_nominal {deviation!r} must be a finite number")
         deviation = float(deviation)
     if not isinstance(incident.metadata, dict):
         raise InvalidValue(f"{where}: metadata must be a dict, not {type(incident.metadata)}")
@@ -189,9 +184,7 @@ def _incident_row(incident: Incident) -> dict[str, Any]:
         "start_timestamp_ms": incident.start_timestamp_ms,
         "end_timestamp_ms": incident.end_timestamp_ms,
         "location": incident.location,
-        "measurement_type": _member(
-            MeasurementType, incident.measurement_type, f"{where}: measurement_type"
-        ),
+        "measurement_type": _member(MeasurementType, incident.measurement_type, f"{where}: measurement_type"),
         "deviation_from_nominal": deviation,
         "measurements": _plain(list(incident.measurements), f"{where}: measurements"),
         "gridfs_filename": incident.gridfs_filename,
@@ -276,24 +269,18 @@ def _read(conn: Connection, query: Select[Any]) -> list[Incident]:
         classifications.setdefault(iid, []).append(classification)
     annotations: dict[int, list[Annotation]] = {}
     for row in conn.execute(
-        select(ia)
-        .where(ia.c.incident_id.in_(ids))
-        .order_by(ia.c.incident_id, ia.c.timestamp_ms, ia.c.id)
+        select(ia).where(ia.c.incident_id.in_(ids)).order_by(ia.c.incident_id, ia.c.timestamp_ms, ia.c.id)
     ):
         annotations.setdefault(row.incident_id, []).append(
             Annotation(row.username, row.text, row.timestamp_ms)
         )
     return [
-        _incident(
-            row, classifications.get(row.incident_id, ()), annotations.get(row.incident_id, ())
-        )
+        _incident(row, classifications.get(row.incident_id, ()), annotations.get(row.incident_id, ()))
         for row in rows
     ]
 
 
-def _incident(
-    row: Row[Any], classifications: Iterable[str], annotations: Sequence[Annotation]
-) -> Incident:
+def _incident(row: Row[Any], classifications: Iterable[str], annotations: Sequence[Annotation]) -> Incident:
     return Incident(
         incident_id=row.incident_id,
         box_id=row.box_id,

@@ -27,8 +27,7 @@ def check_health_record(record: HealthRecord) -> None:
     where = f"health record of {record.service!r}"
     if not record.service.strip() or len(record.service) > MAX_SERVICE_LENGTH:
         raise InvalidValue(
-            f"{where}: service {record.service!r} is not valid: use 1 to "
-            f"{MAX_SERVICE_LENGTH} characters"
+            f"{where}: service {record.service!r} is not valid: use 1 to {MAX_SERVICE_LENGTH} characters"
         )
     if record.service_id is not None and not (
         record.service_id.strip() and len(record.service_id) <= MAX_SERVICE_ID_LENGTH
@@ -39,8 +38,7 @@ def check_health_record(record: HealthRecord) -> None:
         )
     if record.status not in HEALTH_STATUSES:
         raise InvalidValue(
-            f"{where}: status {record.status!r} is not valid: "
-            f"use one of {', '.join(HEALTH_STATUSES)}"
+            f"{where}: status {record.status!r} is not valid: use one of {', '.join(HEALTH_STATUSES)}"
         )
 
 
@@ -84,9 +82,7 @@ class HealthRecords:
             )
             .label("rank")
         )
-        ranked = select(
-            h.c.timestamp_ms, h.c.service, h.c.status, h.c.service_id, h.c.info, rank
-        ).subquery()
+        ranked = select(h.c.timestamp_ms, h.c.service, h.c.status, h.c.service_id, h.c.info, rank).subquery()
         query = select(
             ranked.c.timestamp_ms,
             ranked.c.service,
@@ -97,9 +93,7 @@ class HealthRecords:
         with translated("read the latest health records"), self._engine.connect() as conn:
             found = [HealthRecord(*row) for row in conn.execute(query)]
         # Sorted here: SQLite and PostgreSQL put NULLs at opposite ends.
-        return sorted(
-            found, key=lambda r: (r.service, r.service_id is not None, r.service_id or "")
-        )
+        return sorted(found, key=lambda r: (r.service, r.service_id is not None, r.service_id or ""))
 
     def history(
         self, service: str, service_id: str | None = None, *, since_ms: int, until_ms: int

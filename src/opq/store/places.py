@@ -21,8 +21,7 @@ def check_slug(slug: str) -> None:
     """A slug is 1 to 128 characters, no slash, not starting with white space."""
     if not _SLUG.match(slug) or slug != slug.strip():
         raise InvalidValue(
-            f"slug {slug!r} is not valid: use 1 to 128 characters, no '/' and no leading or "
-            "trailing spaces"
+            f"slug {slug!r} is not valid: use 1 to 128 characters, no '/' and no leading or trailing spaces"
         )
 
 
@@ -35,9 +34,7 @@ def check_coordinates(longitude: float, latitude: float) -> None:
 
 
 def _claim_slug(conn: Connection, slug: str, kind: str) -> None:
-    taken = conn.execute(
-        select(schema.slugs.c.kind).where(schema.slugs.c.slug == slug)
-    ).scalar_one_or_none()
+    taken = conn.execute(select(schema.slugs.c.kind).where(schema.slugs.c.slug == slug)).scalar_one_or_none()
     if taken is not None:
         raise Conflict(f"slug {slug!r} is already taken by a {taken}")
     conn.execute(schema.slugs.insert().values(slug=slug, kind=kind))
@@ -62,9 +59,7 @@ class Locations:
                 select(loc.c.slug).where(loc.c.description == location.description)
             ).scalar_one_or_none()
             if same is not None:
-                raise Conflict(
-                    f"description {location.description!r} is already used by location {same!r}"
-                )
+                raise Conflict(f"description {location.description!r} is already used by location {same!r}")
             conn.execute(
                 loc.insert().values(
                     slug=location.slug,
@@ -96,9 +91,7 @@ class Regions:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def add(
-        self, slug: str, locations: Iterable[str] = (), subregions: Iterable[str] = ()
-    ) -> Region:
+    def add(self, slug: str, locations: Iterable[str] = (), subregions: Iterable[str] = ()) -> Region:
         """Create a region with its members; every member must exist already."""
         check_slug(slug)
         location_slugs = tuple(dict.fromkeys(locations))
@@ -109,9 +102,7 @@ class Regions:
             self._add_members(conn, slug, location_slugs, subregion_slugs)
         return Region(slug, location_slugs, subregion_slugs)
 
-    def include(
-        self, slug: str, locations: Iterable[str] = (), subregions: Iterable[str] = ()
-    ) -> None:
+    def include(self, slug: str, locations: Iterable[str] = (), subregions: Iterable[str] = ()) -> None:
         """Add members to an existing region."""
         with translated(f"add members to region {slug!r}"), write_transaction(self._engine) as conn:
             if not _exists(conn, schema.regions.c.slug, slug):
@@ -128,9 +119,7 @@ class Regions:
         for location in locations:
             if not _exists(conn, schema.locations.c.slug, location):
                 raise NotFound(f"region {slug!r}: no location {location!r}")
-            conn.execute(
-                schema.region_locations.insert().values(region_slug=slug, location_slug=location)
-            )
+            conn.execute(schema.region_locations.insert().values(region_slug=slug, location_slug=location))
         for subregion in subregions:
             if not _exists(conn, schema.regions.c.slug, subregion):
                 raise NotFound(f"region {slug!r}: no region {subregion!r}")
@@ -138,9 +127,7 @@ class Regions:
                 raise InvalidValue(
                     f"region {slug!r} cannot include {subregion!r}: regions would contain each other"
                 )
-            conn.execute(
-                schema.region_subregions.insert().values(region_slug=slug, subregion_slug=subregion)
-            )
+            conn.execute(schema.region_subregions.insert().values(region_slug=slug, subregion_slug=subregion))
 
     def get(self, slug: str) -> Region:
         """The region with its direct members; NotFound if there is none."""
@@ -170,16 +157,12 @@ class Regions:
         rl, rs = schema.region_locations, schema.region_subregions
         with translated(f"find regions of location {location!r}"), self._engine.connect() as conn:
             frontier = set(
-                conn.execute(select(rl.c.region_slug).where(rl.c.location_slug == location))
-                .scalars()
-                .all()
+                conn.execute(select(rl.c.region_slug).where(rl.c.location_slug == location)).scalars().all()
             )
             found: set[str] = set()
             while frontier:
                 found |= frontier
-                parents = conn.execute(
-                    select(rs.c.region_slug).where(rs.c.subregion_slug.in_(frontier))
-                )
+                parents = conn.execute(select(rs.c.region_slug).where(rs.c.subregion_slug.in_(frontier)))
                 frontier = set(parents.scalars().all()) - found
         return sorted(found)
 

@@ -69,9 +69,7 @@ class Store:
         counts = {}
         with translated("count rows"), self.engine.connect() as conn:
             for name, table in schema.metadata.tables.items():
-                counts[name] = int(
-                    conn.execute(select(func.count()).select_from(table)).scalar_one()
-                )
+                counts[name] = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
         return counts
 
     def close(self) -> None:
@@ -85,9 +83,7 @@ class Store:
         self.close()
 
 
-def open_store(
-    url: str, retention: RetentionSettings | None = None, *, upgrade: bool = False
-) -> Store:
+def open_store(url: str, retention: RetentionSettings | None = None, *, upgrade: bool = False) -> Store:
     """Connect to the database at `url`; with upgrade=True, create or migrate its schema first.
 
     Without upgrade, a database whose schema is missing or older than this opq is an error that

@@ -51,9 +51,7 @@ def check_role(role: str) -> None:
 def check_password(password: str) -> None:
     """At least MIN_PASSWORD_LENGTH characters; the message never repeats the password."""
     if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidValue(
-            f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters"
-        )
+        raise InvalidValue(f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters")
 
 
 def check_profile(profile: UserProfile) -> None:
@@ -62,9 +60,7 @@ def check_profile(profile: UserProfile) -> None:
     check_role(profile.role)
     for name, width in _FIELD_LENGTHS.items():
         if len(getattr(profile, name)) > width:
-            raise InvalidValue(
-                f"user {profile.username!r}: {name} is longer than {width} characters"
-            )
+            raise InvalidValue(f"user {profile.username!r}: {name} is longer than {width} characters")
     prefs = profile.notification_preferences
     if prefs.max_per_day not in MAX_PER_DAY:
         raise InvalidValue(
@@ -222,9 +218,7 @@ class Users:
         p = schema.user_profiles
         with translated(f"update user {profile.username!r}"), write_transaction(self._engine) as conn:
             updated = conn.execute(
-                p.update()
-                .where(p.c.username == profile.username)
-                .values(**_profile_values(profile))
+                p.update().where(p.c.username == profile.username).values(**_profile_values(profile))
             )
             if updated.rowcount == 0:
                 raise NotFound(f"no user {profile.username!r}")
@@ -288,9 +282,7 @@ class Users:
         """Every user's profile, by username."""
         p = schema.user_profiles
         with translated("list users"), self._engine.connect() as conn:
-            return [
-                _profile(row._mapping) for row in conn.execute(select(p).order_by(p.c.username))
-            ]
+            return [_profile(row._mapping) for row in conn.execute(select(p).order_by(p.c.username))]
 
 
 def _now_ms() -> int:
