@@ -51,6 +51,10 @@ NOMINAL_V: Final = 120.0
 RMS_WINDOW_CYCLES: Final = 12  # IEC 61000-4-30's 10/12-cycle magnitude interval at 60 Hz
 _HARMONICS: Final = ((3, 2.0), (5, 3.0))
 _THD_PATTERN: Final = ((3, 2.0), (5, 6.0), (7, 4.0), (11, 2.0), (13, 2.0))  # 8 % (scenarios/thd.toml)
+ACCEPT_BACKLOG: Final = 4096
+"""The fake cloud's listen backlog (ZeroMQ's default of 100 drops SYNs when thousands connect)."""
+DRAIN_S: Final = 30.0
+"""After measuring, the boxes stop and get this long to send what they queued, before loss is counted."""
 CONNECT_TIMEOUT_S: Final = 120.0
 """How long the fleet is given for every box to be connected and subscribed before measuring anyway."""
 _CLEAN: Final = {
@@ -130,9 +134,11 @@ class FleetFigures:
     sent: int
     received: int
     lost: int
-    """Sent by the fleet but not received, over the whole run."""
+    """Sent by the fleet but not received, over the whole run (counted after a drain, see DRAIN_S)."""
     unsent: int
+    """Still queued when the fleet stopped: a fleet that fell behind and did not drain in time."""
     dropped: int
+    """Dropped from full queues (a box unheard for longer than its queue holds)."""
     gaps: int
     """Measurements missing between a box's first and last received one."""
     boxes_missing_first: int
@@ -339,6 +345,7 @@ def _cloud_socket(role: str, endpoint: str, keys: KeyPair, ready: Any, stop: Any
     sock.curve_secretkey = (keys.secret or "").encode("ascii")
     sock.curve_publickey = keys.public.encode("ascii")
     sock.linger = 0
+    sock.setsockopt(zmq.BACKLOG, ACCEPT_BACKLOG)
     if kind == zmq.SUB:
         sock.setsockopt(zmq.SUBSCRIBE, b"")
     sock.bind(endpoint)
@@ -493,7 +500,7 @@ def run_fleet_bench(
         time.sleep(seconds)
         after, counters_after, cloud_after = _snapshot(fleet, cloud)
     finally:
-        final = fleet.stop()
+        final = fleet.stop(drain_s=DRAIN_S)
         time.sleep(1.0)  # what is on the wire arrives
         _stop_cloud(cloud)
     elapsed = cloud_after - cloud_before

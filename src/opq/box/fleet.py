@@ -45,6 +45,8 @@ FDS_PER_MONITOR: Final = 2
 FD_RESERVE: Final = 512
 """Descriptors left for Python, numpy, epoll sets, the ZeroMQ context and the status queue."""
 MAX_BOXES_PER_PROCESS: Final = 2500
+PIPE_SETTLE_S: Final = 1.0
+"""How long a drained fleet waits for ZeroMQ to write out what it took before the sockets close [s]."""
 LISTING_NAME: Final = "fleet-boxes.csv"
 """The file in the keys directory listing each box id and its public key, for the cloud to register."""
 
@@ -221,6 +223,7 @@ class Fleet:
         self.first_cycle = max(0, math.floor((time.time() * 1000 - self.start_ms) / CYCLE_DURATION_MS))
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
+        self._quiesce = self._context.Event()
         self._statuses: Any = self._context.Queue()
         self._workers: list[Any] = []
         self._latest: dict[int, ShardStatus] = {}
@@ -260,7 +263,9 @@ class Fleet:
         self.shards = self.shard_specs(keys)
         for spec in self.shards:
             worker = self._context.Process(
-                target=run_shard, args=(spec, self._stop, self._statuses), name=f"opq-fleet-{spec.shard}"
+                target=run_shard,
+                args=(spec, self._stop, self._statuses, self._quiesce),
+                name=f"opq-fleet-{spec.shard}",
             )
             worker.start()
             self._workers.append(worker)
@@ -301,8 +306,14 @@ class Fleet:
             self._latest[status.shard] = status
         return _summed(self.processes, list(self._latest.values()))
 
-    def stop(self, timeout_s: float = 30.0) -> FleetCounters:
-        """Tell the processes to stop, wait for their last status, and return the counters."""
+    def stop(self, timeout_s: float = 30.0, *, drain_s: float = 0.0) -> FleetCounters:
+        """Tell the processes to stop, wait for their last status, and return the counters.
+
+        With `drain_s`, the boxes first stop measuring and are given up to that long to send
+        what they have queued (a fleet that fell behind has a backlog to flush).
+        """
+        if drain_s > 0:
+            self._drain(drain_s)
         self._stop.set()
         deadline = time.monotonic() + timeout_s
         for worker in self._workers:
@@ -314,6 +325,21 @@ class Fleet:
                 worker.terminate()
                 worker.join(5.0)
         return self.counters()
+
+    def _drain(self, timeout_s: float) -> None:
+        self._quiesce.set()
+        asked_s = time.monotonic()
+        deadline = asked_s + timeout_s
+        while time.monotonic() < deadline:
+            counters = self.counters()
+            fresh = all(s.monotonic_s > asked_s for s in self.statuses())
+            if fresh and counters.measurements_queued == 0:
+                time.sleep(PIPE_SETTLE_S)  # what left the queues may still be in ZeroMQ's pipes
+                return
+            time.sleep(0.1)
+        logger.warning(
+            "fleet: %d measurements still queued after %.0f s", self.counters().measurements_queued, timeout_s
+        )
 
 
 def _summed(processes: int, statuses: list[ShardStatus]) -> FleetCounters:

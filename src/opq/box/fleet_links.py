@@ -40,6 +40,36 @@ class QueueBounds:
     count: int
 
 
+class PacedConnector:
+    """Connects sockets a few at a time, `per_s` a second after a first `burst`.
+
+    Thousands of boxes connecting at once overflow the cloud's accept backlog (ZMQ_BACKLOG is
+    100 by default): refused SYNs are retried after 1, 3, 7, 15 s..., and handshakes that wait
+    longer than ZMQ_HANDSHAKE_IVL (30 s) are dropped and begun again. Each thread connects its own
+    sockets (ZeroMQ sockets are not thread-safe); until a box is connected it queues.
+    """
+
+    def __init__(self, sockets: list[tuple[zmq.Socket[bytes], str]], per_s: float, burst: int) -> None:
+        self._sockets = sockets
+        self._per_s, self._burst = per_s, burst
+        self._started_s = time.monotonic()
+        self.connected = 0
+
+    @property
+    def done(self) -> bool:
+        """Whether every socket has been connected."""
+        return self.connected >= len(self._sockets)
+
+    def connect_due(self) -> None:
+        """Connect the sockets whose turn has come."""
+        if self.done:
+            return
+        due = self._burst + int((time.monotonic() - self._started_s) * self._per_s)
+        for sock, endpoint in self._sockets[self.connected : min(due, len(self._sockets))]:
+            sock.connect(endpoint)
+        self.connected = max(self.connected, min(due, len(self._sockets)))
+
+
 def _readable(sock: zmq.Socket[bytes]) -> bool:
     """Whether a message waits (this also processes the socket's pending commands)."""
     return bool(cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
@@ -48,8 +78,15 @@ def _readable(sock: zmq.Socket[bytes]) -> bool:
 class Publisher:
     """The shard's measurement sockets: send while subscribed, queue otherwise (Link's no-loss rule)."""
 
-    def __init__(self, sockets: list[zmq.Socket[bytes]], topics: list[bytes], bounds: QueueBounds) -> None:
+    def __init__(
+        self,
+        sockets: list[zmq.Socket[bytes]],
+        topics: list[bytes],
+        bounds: QueueBounds,
+        connector: PacedConnector,
+    ) -> None:
         self.sockets = sockets
+        self.connector = connector
         self._topics = topics
         self._bounds = bounds
         self._queues: list[deque[tuple[int, bytes]]] = [deque() for _ in sockets]
@@ -90,7 +127,8 @@ class Publisher:
 
     def poll(self, timeout_s: float) -> None:
         """Wait up to `timeout_s` for (un)subscriptions, then send what waits for a listening cloud."""
-        timeout_s = 0.0 if self._backlog else timeout_s
+        self.connector.connect_due()
+        timeout_s = 0.0 if self._backlog else timeout_s if self.connector.done else min(timeout_s, 0.01)
         with contextlib.suppress(InterruptedError):
             for fd, _ in self._epoll.poll(timeout_s):
                 self._read_subscriptions(self._by_fd[fd])
@@ -156,9 +194,14 @@ class CommandServer:
     """The shard's command loop: one thread, one epoll set over all the boxes' SUB sockets."""
 
     def __init__(
-        self, subs: list[zmq.Socket[bytes]], pushes: list[zmq.Socket[bytes]], handlers: list[CommandHandler]
+        self,
+        subs: list[zmq.Socket[bytes]],
+        pushes: list[zmq.Socket[bytes]],
+        handlers: list[CommandHandler],
+        connector: PacedConnector,
     ) -> None:
         self._subs, self._pushes, self._handlers = subs, pushes, handlers
+        self._connector = connector
         self._by_fd = {sock.fileno(): box for box, sock in enumerate(subs)}
         self._deferred: list[tuple[int, Deferred]] = []
         self.failed = 0
@@ -172,7 +215,9 @@ class CommandServer:
         try:
             while not stop.is_set():
                 try:
-                    for fd, _ in epoll.poll(0.02 if self._deferred else 0.2):
+                    self._connector.connect_due()
+                    busy = self._deferred or not self._connector.done
+                    for fd, _ in epoll.poll(0.01 if busy else 0.2):
                         self._drain(self._by_fd[fd])
                     if time.monotonic() >= next_sweep:
                         next_sweep += SWEEP_S

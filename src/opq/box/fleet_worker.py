@@ -31,7 +31,7 @@ import zmq
 
 from opq.box.commands import BoxInfo, CommandHandler
 from opq.box.disturbances import SupplyModel
-from opq.box.fleet_links import SWEEP_S, CommandServer, Publisher, QueueBounds
+from opq.box.fleet_links import SWEEP_S, CommandServer, PacedConnector, Publisher, QueueBounds
 from opq.box.fleet_metrics import BoxRates, EncodedBatch, FastMeter, Meter, SignalMeter
 from opq.box.fleet_samples import SynthesizedCycles
 from opq.box.ringbuffer import CYCLE_DURATION_MS
@@ -73,6 +73,9 @@ class FleetOptions:
     reconnect_ivl_max_ms: int = 5_000
     send_hwm: int = 1_000
     linger_ms: int = 200
+    connect_per_s: float = 500.0
+    """Boxes a process connects per second after the first `connect_burst` (see `PacedConnector`)."""
+    connect_burst: int = 100
     status_interval_s: float = 1.0
     log_setup: Callable[[], None] | None = None
     """Called first in each worker process (logging is the CLI's to configure)."""
@@ -196,33 +199,47 @@ class Shard:
         self._fds = 0
         self._fds_counted_s = -math.inf
         self._ready = False
+        self._quiesce: StopFlag | None = None
 
-    def run(self, stop: StopFlag, report: Callable[[ShardStatus], None]) -> None:
-        """Open the sockets, tick until `stop` (or the scenario's end, then serve commands), close them."""
+    def run(
+        self, stop: StopFlag, report: Callable[[ShardStatus], None], quiesce: StopFlag | None = None
+    ) -> None:
+        """Open the sockets, tick until `stop`, close them.
+
+        After the scenario's end, or once `quiesce` is set, the boxes measure no more but still
+        send what they queued and answer commands.
+        """
+        self._quiesce = quiesce
         spec, options = self.spec, self.spec.options
         context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         context.max_sockets = 3 * len(spec.box_ids) + 64
         sockets: list[zmq.Socket[bytes]] = []
         command_stop = threading.Event()
         try:
-            xpubs = [
-                self._socket(context, zmq.XPUB, box, options.measurement_endpoint)
-                for box in range(len(spec.box_ids))
-            ]
-            subs = [
-                self._socket(context, zmq.SUB, box, options.command_endpoint)
-                for box in range(len(spec.box_ids))
-            ]
-            pushes = [
-                self._socket(context, zmq.PUSH, box, options.response_endpoint)
-                for box in range(len(spec.box_ids))
-            ]
+            boxes = range(len(spec.box_ids))
+            xpubs = [self._socket(context, zmq.XPUB, box) for box in boxes]
+            subs = [self._socket(context, zmq.SUB, box) for box in boxes]
+            pushes = [self._socket(context, zmq.PUSH, box) for box in boxes]
             sockets = [*xpubs, *subs, *pushes]
             self.first_cycle = self._starting_cycle()
             self.handlers = self._command_handlers(self.first_cycle)
             bounds = QueueBounds(options.queue_seconds, options.queue_max)
-            publisher = Publisher(xpubs, [measurement_topic(b) for b in spec.box_ids], bounds)
-            commands = CommandServer(subs, pushes, self.handlers)
+            pace = (options.connect_per_s, options.connect_burst)
+            publisher = Publisher(
+                xpubs,
+                [measurement_topic(b) for b in spec.box_ids],
+                bounds,
+                PacedConnector([(x, options.measurement_endpoint) for x in xpubs], *pace),
+            )
+            # A box's command sockets connect in step with its measurement socket, from their own thread.
+            command_sockets = [
+                pair
+                for sub, push in zip(subs, pushes, strict=True)
+                for pair in ((sub, options.command_endpoint), (push, options.response_endpoint))
+            ]
+            commands = CommandServer(
+                subs, pushes, self.handlers, PacedConnector(command_sockets, 2 * pace[0], 2 * pace[1])
+            )
             thread = threading.Thread(
                 target=commands.run, args=(command_stop,), name=f"fleet-{spec.shard}-commands"
             )
@@ -263,9 +280,8 @@ class Shard:
             for box in range(len(spec.box_ids))
         ]
 
-    def _socket(
-        self, context: zmq.Context[zmq.Socket[bytes]], kind: int, box: int, endpoint: str
-    ) -> zmq.Socket[bytes]:
+    def _socket(self, context: zmq.Context[zmq.Socket[bytes]], kind: int, box: int) -> zmq.Socket[bytes]:
+        """A box's socket, set up but not connected yet (`PacedConnector` does that)."""
         options, keys = self.spec.options, self.spec.keys[box]
         sock = context.socket(kind)
         sock.curve_secretkey = (keys.secret or "").encode("ascii")
@@ -282,7 +298,6 @@ class Shard:
             sock.setsockopt(zmq.XPUB_NODROP, 1)
         elif kind == zmq.SUB:
             sock.setsockopt(zmq.SUBSCRIBE, command_topic(self.spec.box_ids[box]))
-        sock.connect(endpoint)
         return sock
 
     def _tick(
@@ -313,11 +328,15 @@ class Shard:
                     next_status = now_s + options.status_interval_s
                     report(self._status(publisher, commands))
                 remaining_s = due_ms / 1000 - time.time()
+                # Even when behind, with no time to wait: subscriptions are read, queues sent and
+                # sockets connected, or a box subscribed meanwhile would never get its queue out.
+                publisher.poll(max(0.0, min(remaining_s, 0.1)))
                 if remaining_s <= 0:
                     return True
-                publisher.poll(min(remaining_s, 0.1))
 
-        while self._end_cycle is None or cycle < self._end_cycle:
+        while (self._end_cycle is None or cycle < self._end_cycle) and not (
+            self._quiesce is not None and self._quiesce.is_set()
+        ):
             count = (
                 options.tick_cycles
                 if self._end_cycle is None
@@ -334,7 +353,7 @@ class Shard:
             tally.built += sum(len(batch.payloads) for batch in batches)
             self._send(batches, publisher, due_ms, tick_ms, idle_until)
             cycle += count
-        logger.info("fleet shard %d: the scenario has ended; serving commands only", spec.shard)
+        logger.info("fleet shard %d: no more measuring; sending what is queued, serving commands", spec.shard)
         idle_until(math.inf)
 
     def _send(
@@ -410,13 +429,13 @@ def _rss_kb() -> int:
     return 0
 
 
-def run_shard(spec: ShardSpec, stop: StopFlag, statuses: Any) -> None:
+def run_shard(spec: ShardSpec, stop: StopFlag, statuses: Any, quiesce: StopFlag | None = None) -> None:
     """A worker process's entry: run the shard, putting `ShardStatus`es on a multiprocessing queue."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it sets `stop`
     if spec.options.log_setup is not None:
         spec.options.log_setup()
     try:
-        Shard(spec).run(stop, statuses.put)
+        Shard(spec).run(stop, statuses.put, quiesce)
     except Exception as err:
         logger.exception("fleet shard %d failed", spec.shard)
         usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from opq.bench.box import BoxBenchResult, ErrorFigures, run_box_bench
 from opq.bench.store import StoreBenchResult, run_store_bench
 from opq.errors import OpqError
 
@@ -95,6 +97,104 @@ def _table(result: StoreBenchResult) -> Table:
     ]
     figures += [(name, str(value)) for name, value in result.machine.items()]
     figures += [(name, value) for name, value in result.database_settings.items()]
+    for name, value in figures:
+        table.add_row(name, value)
+    return table
+
+
+@app.command("box")
+def box(
+    boxes: Annotated[int, typer.Option(min=0, help="Boxes in the fleet run (0: no fleet run).")] = 1000,
+    seconds: Annotated[float, typer.Option(min=1, help="How long the fleet run measures [s].")] = 20.0,
+    processes: Annotated[
+        int | None,
+        typer.Option(min=1, show_default=False, help="Fleet processes (default: the fd budget's)."),
+    ] = None,
+    send_slices: Annotated[
+        int, typer.Option(min=1, help="Spread each tick's sends over this many slices.")
+    ] = 1,
+    keys_dir: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR", show_default=False, help="Keep the fleet's keys here (default: a temporary dir)."
+        ),
+    ] = None,
+    accuracy: Annotated[bool, typer.Option(help="Measure RMS, frequency and THD errors.")] = True,
+    cpu: Annotated[bool, typer.Option(help="Measure the metrics' CPU cost.")] = True,
+    fleet: Annotated[bool, typer.Option(help="Run the fleet against a fake cloud.")] = True,
+    signal_seconds: Annotated[int, typer.Option(min=1, help="Seconds of each accuracy signal.")] = 10,
+    repeats: Annotated[int, typer.Option(min=1, help="Repeats of each CPU figure (median).")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Metric accuracy against known signals, their CPU cost per box-second, and a fleet's cost and loss."""
+    err = Console(stderr=True)
+    result = run_box_bench(
+        accuracy=accuracy,
+        cpu=cpu,
+        fleet_boxes=boxes if fleet else 0,
+        fleet_seconds=seconds,
+        processes=processes,
+        send_slices=send_slices,
+        keys_dir=keys_dir,
+        signal_seconds=signal_seconds,
+        repeats=repeats,
+        progress=lambda step: err.print(f"[dim]{step}…[/dim]"),
+    )
+    if as_json:
+        typer.echo(json.dumps(asdict(result)))
+    else:
+        Console().print(_box_table(result))
+
+
+def _box_table(result: BoxBenchResult) -> Table:
+    table = Table(title="opq bench box")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+
+    def errors(name: str, e: ErrorFigures) -> tuple[str, str]:
+        return (
+            f"{name} error, median / p99 / max",
+            f"{e.median:.3g} / {e.p99:.3g} / {e.max:.3g} {e.unit} (target ≤ {e.target:g})",
+        )
+
+    figures: list[tuple[str, str]] = []
+    if (a := result.accuracy) is not None:
+        figures += [
+            errors("RMS 59.9–60.1 Hz", a.rms_near_nominal),
+            errors("RMS 57–63 Hz", a.rms_off_nominal),
+            errors("frequency 57–63 Hz", a.frequency),
+            errors("THD 1–20 %", a.thd),
+        ]
+    if (c := result.cpu) is not None:
+        figures += [
+            (
+                "full-signal metrics, rate 10 / 60",
+                f"{c.builder_rate_10_us:.0f} / {c.builder_rate_60_us:.0f} µs per box-s",
+            ),
+            ("opq.domain alone, batched", f"{c.domain_batched_us:.0f} µs per box-s"),
+            ("sample synthesis", f"{c.synthesis_us:.0f} µs per box-s"),
+            ("fleet fast path with encoding", f"{c.fast_path_us:.1f} µs per box-s"),
+        ]
+    if (f := result.fleet) is not None:
+        figures += [
+            ("fleet boxes / processes", f"{f.boxes:,} / {f.processes}"),
+            (
+                "fleet CPU, per 1,000 boxes",
+                f"{f.cpu_percent:.1f} %, {f.cpu_percent_per_1000_boxes:.1f} % of a core",
+            ),
+            (
+                "measurements/s expected / sent / received",
+                f"{f.expected_per_s:,.0f} / {f.sent_per_s:,.0f} / {f.received_per_s:,.0f}",
+            ),
+            (
+                "lost / gaps / boxes missing their first",
+                f"{f.lost:,} / {f.gaps:,} / {f.boxes_missing_first:,}",
+            ),
+            ("send lateness p50 / p99", f"{f.send_lateness_p50_ms:.1f} / {f.send_lateness_p99_ms:.1f} ms"),
+            ("tick lateness p50 / p99", f"{f.tick_lateness_p50_ms:.1f} / {f.tick_lateness_p99_ms:.1f} ms"),
+            ("receiver CPU", f"{f.receiver_cpu_percent:.1f} %"),
+        ]
+    figures += [(name, str(value)) for name, value in result.machine.items()]
     for name, value in figures:
         table.add_row(name, value)
     return table

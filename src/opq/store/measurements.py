@@ -108,7 +108,7 @@ class Measurements:
         dbapi.executemany(self._sqlite_insert, rows)
         return int(dbapi.total_changes - before)
 
-    def _copy_postgres(self, conn: Connection, rows: list[tuple[Any, ...]]) -> int:
+    def _copy_postgres(self, conn: Connection, rows: list[tuple[Any, ...]], *, retry: bool = True) -> int:
         import psycopg
 
         self._ensure_partitions(conn, {ts // DAY_MS for ts in map(_TIMESTAMP_MS, rows)})
@@ -122,6 +122,12 @@ class Measurements:
                 return len(rows)
         except psycopg.errors.UniqueViolation:
             pass
+        except psycopg.errors.CheckViolation:
+            if not retry:
+                raise
+            # A day's partition this process made was dropped since (by `opq db prune` elsewhere).
+            self._partition_days.clear()
+            return self._copy_postgres(conn, rows, retry=False)
         columns = ", ".join(_MEASUREMENT_COLUMNS)
         with raw.cursor() as cur:
             cur.execute(
