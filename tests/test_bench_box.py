@@ -35,7 +35,13 @@ def test_cpu_figures_are_positive_per_box_second() -> None:
 
 def test_a_small_fleet_run_loses_nothing_and_reports_its_rates(tmp_path: Path) -> None:
     result = run_box_bench(
-        accuracy=False, cpu=False, fleet_boxes=10, fleet_seconds=1.0, processes=1, keys_dir=tmp_path / "keys"
+        accuracy=False,
+        cpu=False,
+        fleet_boxes=10,
+        fleet_seconds=1.0,
+        processes=1,
+        keys_dir=tmp_path / "keys",
+        fleet_warmup_s=0.2,
     )
     fleet = result.fleet
     assert fleet is not None
@@ -46,7 +52,7 @@ def test_a_small_fleet_run_loses_nothing_and_reports_its_rates(tmp_path: Path) -
     assert fleet.received == fleet.sent > 0
     assert fleet.expected_per_s == 60.0
     assert fleet.sent_per_s > 0 and fleet.received_per_s > 0
-    assert 0 < fleet.fds_max
+    assert fleet.fds_max > 0
     assert (tmp_path / "keys" / "fleet-boxes.csv").exists()
     assert result.machine["open_files_limit"]
 
@@ -54,7 +60,9 @@ def test_a_small_fleet_run_loses_nothing_and_reports_its_rates(tmp_path: Path) -
 def test_the_cli_prints_one_json_object() -> None:
     root = typer.Typer(cls=OpqGroup)
     root.add_typer(bench.app, name="bench")
-    result = CliRunner().invoke(root, ["bench", "box", "--json", "--no-fleet", "--no-cpu", "--signal-seconds", "1"])
+    result = CliRunner().invoke(
+        root, ["bench", "box", "--json", "--no-fleet", "--no-cpu", "--signal-seconds", "1"]
+    )
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert figures["fleet"] is None and figures["cpu"] is None

@@ -175,6 +175,7 @@ def run_box_bench(
     keys_dir: Path | None = None,
     signal_seconds: int = 10,
     repeats: int = 5,
+    fleet_warmup_s: float = 3.0,
     progress: ProgressFn = lambda _: None,
 ) -> BoxBenchResult:
     """Run the sections asked for; `fleet_boxes` 0 skips the fleet."""
@@ -193,6 +194,7 @@ def run_box_bench(
                 directory,
                 processes=processes,
                 send_slices=send_slices,
+                warmup_s=fleet_warmup_s,
                 progress=progress,
             )
     return BoxBenchResult(accuracy_figures, cpu_figures, fleet_figures, machine)
@@ -411,21 +413,21 @@ class _Cloud:
         times, totals, _ = zip(*self.timeline, strict=True)
         return float(np.interp(at_s, times, totals))
 
-    def cpu_at(self, at_s: float) -> float:
-        times, _, cpu = zip(*self.timeline, strict=True)
-        return float(np.interp(at_s, times, cpu))
-
 
 def _start_cloud(endpoints: list[str], keys: KeyPair) -> _Cloud:
     context = multiprocessing.get_context("spawn")
     stop, reports = context.Event(), context.Queue()
     cloud = _Cloud([], stop, reports, [])
+    readiness = []
     for role, endpoint in zip(("measurements", "commands", "responses"), endpoints, strict=True):
         ready = context.Event()
         process = context.Process(target=_cloud_socket, args=(role, endpoint, keys, ready, stop, reports))
         process.start()
         cloud.processes.append(process)
+        readiness.append((role, endpoint, ready))
+    for role, endpoint, ready in readiness:
         if not ready.wait(60):
+            _stop_cloud(cloud)
             raise RuntimeError(f"the fake cloud's {role} socket did not bind {endpoint}")
     return cloud
 
@@ -471,6 +473,7 @@ def run_fleet_bench(
     *,
     processes: int | None = None,
     send_slices: int = 1,
+    warmup_s: float = 3.0,
     progress: ProgressFn = lambda _: None,
 ) -> FleetFigures:
     """Run a fleet of `boxes` against a fake cloud and measure it over `seconds` once all are subscribed."""
@@ -495,51 +498,68 @@ def run_fleet_bench(
         connect_s = time.monotonic() - started
         subscribed = fleet.counters().boxes_subscribed
         progress(f"{subscribed} boxes subscribed after {connect_s:.1f} s; measuring {seconds:g} s")
-        time.sleep(3.0)  # let the processes catch up on the ticks missed while starting
-        before, counters_before, cloud_before = _snapshot(fleet, cloud)
+        time.sleep(warmup_s)  # the figures start once the connecting is over
+        before = _snapshot(fleet, cloud)
         time.sleep(seconds)
-        after, counters_after, cloud_after = _snapshot(fleet, cloud)
+        after = _snapshot(fleet, cloud)
     finally:
         final = fleet.stop(drain_s=DRAIN_S)
         time.sleep(1.0)  # what is on the wire arrives
         _stop_cloud(cloud)
-    elapsed = cloud_after - cloud_before
     return _fleet_figures(
-        fleet, cloud, final, (before, counters_before, cloud_before), (after, counters_after, cloud_after),
-        keys_s=keys_s, connect_s=connect_s, elapsed_s=elapsed, send_slices=send_slices,
-    )  # fmt: skip
+        fleet, cloud, final, before, after, keys_s=keys_s, connect_s=connect_s, send_slices=send_slices
+    )
 
 
-def _snapshot(fleet: Fleet, cloud: _Cloud) -> tuple[list[ShardStatus], FleetCounters, float]:
-    """The shards' statuses just after a fresh report from each, the counters, and the time."""
+@dataclass(frozen=True)
+class _Snapshot:
+    statuses: list[ShardStatus]
+    counters: FleetCounters
+    at_s: float
+    fleet_cpu_s: float
+    receiver_cpu_s: float
+
+
+def _process_cpu_s(pid: int | None) -> float:
+    """User + system CPU time of a process, all its threads [s] (Linux /proc)."""
+    if pid is None:
+        return math.nan
+    with Path(f"/proc/{pid}/stat").open(encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _snapshot(fleet: Fleet, cloud: _Cloud) -> _Snapshot:
+    """CPU times now, and the shards' statuses just after a fresh report from each."""
+    at_s = time.monotonic()
+    fleet_cpu_s = sum(_process_cpu_s(pid) for pid in fleet.pids())
+    receiver_cpu_s = _process_cpu_s(cloud.processes[0].pid)
     marks = {s.shard: s.monotonic_s for s in fleet.statuses()}
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         fleet.counters()
         cloud.read()
-        current = fleet.statuses()
-        if all(s.monotonic_s > marks.get(s.shard, 0) for s in current):
+        if all(s.monotonic_s > marks.get(s.shard, 0) for s in fleet.statuses()):
             break
         time.sleep(0.02)
-    return fleet.statuses(), fleet.counters(), time.monotonic()
+    return _Snapshot(fleet.statuses(), fleet.counters(), at_s, fleet_cpu_s, receiver_cpu_s)
 
 
 def _fleet_figures(
     fleet: Fleet,
     cloud: _Cloud,
     final: FleetCounters,
-    before: tuple[list[ShardStatus], FleetCounters, float],
-    after: tuple[list[ShardStatus], FleetCounters, float],
+    before: _Snapshot,
+    after: _Snapshot,
     *,
     keys_s: float,
     connect_s: float,
-    elapsed_s: float,
     send_slices: int,
 ) -> FleetFigures:
-    statuses_a, counters_a, at_a = before
-    statuses_b, counters_b, at_b = after
+    counters_a, counters_b = before.counters, after.counters
+    at_a, at_b = before.at_s, after.at_s
     boxes = fleet.settings.boxes
-    cpu_percent = 100 * _shard_rates(statuses_a, statuses_b, "cpu_s")
+    cpu_percent = 100 * (after.fleet_cpu_s - before.fleet_cpu_s) / (at_b - at_a)
     summary = cloud.summary or {}
     received = sum(count for count, _, _ in summary.values())
     interval_ms = fleet.settings.options.cycles_per_measurement * CYCLE_DURATION_MS
@@ -555,14 +575,14 @@ def _fleet_figures(
         boxes=boxes,
         processes=fleet.processes,
         send_slices=send_slices,
-        seconds=round(elapsed_s, 2),
+        seconds=round(at_b - at_a, 2),
         keys_s=round(keys_s, 2),
         connect_s=round(connect_s, 2),
         cpu_percent=round(cpu_percent, 1),
         cpu_percent_per_1000_boxes=round(cpu_percent * 1000 / boxes, 2),
-        receiver_cpu_percent=round(100 * (cloud.cpu_at(at_b) - cloud.cpu_at(at_a)) / (at_b - at_a), 1),
+        receiver_cpu_percent=round(100 * (after.receiver_cpu_s - before.receiver_cpu_s) / (at_b - at_a), 1),
         expected_per_s=round(boxes * 1000 / interval_ms, 1),
-        sent_per_s=round(_shard_rates(statuses_a, statuses_b, "measurements_sent"), 1),
+        sent_per_s=round(_shard_rates(before.statuses, after.statuses, "measurements_sent"), 1),
         received_per_s=round((cloud.received_at(at_b) - cloud.received_at(at_a)) / (at_b - at_a), 1),
         sent=final.measurements_sent,
         received=received,

@@ -29,11 +29,11 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from opq.box.fleet_worker import LATENESS_EDGES_MS, FleetOptions, ShardSpec, ShardStatus, run_shard
+from opq.box.fleet_worker import LATENESS_EDGES_MS, FleetOptions, ShardSpec, ShardStatus, run_shard_from
 from opq.box.ringbuffer import CYCLE_DURATION_MS
 from opq.box.scenario import Scenario, scenario_from_dict
 from opq.errors import ConfigError
-from opq.protocol import KeyPair, generate_keypair, read_certificate, write_certificate
+from opq.protocol import MAX_WIRE_BOX_ID, KeyPair, generate_keypair, read_certificate, write_certificate
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,10 @@ def fleet_box_ids(first_id: int, count: int) -> list[str]:
     """Consecutive box ids from `first_id`."""
     if first_id < 0 or count < 1:
         raise ConfigError(f"a fleet needs at least one box and ids from 0 up, not {count} from {first_id}")
+    if first_id + count - 1 > MAX_WIRE_BOX_ID:
+        raise ConfigError(
+            f"box ids {first_id} to {first_id + count - 1} go past {MAX_WIRE_BOX_ID}, the largest"
+        )
     return [str(first_id + i) for i in range(count)]
 
 
@@ -160,6 +164,8 @@ class FleetSettings:
     local_boxes: int = 0
     start_ms: int | None = None
     """Time of sample 0 [ms since the epoch]; None: the scenario's start_ms, or now."""
+    fd_limit: int | None = None
+    """Open files a process may hold; None: this process's limit (RLIMIT_NOFILE), which workers inherit."""
 
 
 @dataclass(frozen=True)
@@ -213,10 +219,18 @@ class Fleet:
     def __init__(self, settings: FleetSettings) -> None:
         self.settings = settings
         self.box_ids = fleet_box_ids(settings.first_id, settings.boxes)
-        self.processes = settings.processes or processes_for(settings.boxes)
+        fd_limit = settings.fd_limit or open_files_limit()
+        self.processes = settings.processes or processes_for(settings.boxes, fd_limit)
         if self.processes > settings.boxes:
             raise ConfigError(
                 f"{self.processes} processes for {settings.boxes} boxes: fewer processes, please"
+            )
+        per_process = math.ceil(settings.boxes / self.processes)
+        fitting = boxes_per_process(fd_limit, max_boxes=per_process)
+        if per_process > fitting:
+            raise ConfigError(
+                f"{per_process} boxes a process need {per_process * fds_per_box() + FD_RESERVE} open files, "
+                f"more than the limit of {fd_limit} allows ({fitting} boxes): use more processes"
             )
         scenario = settings.scenario
         self.start_ms = settings.start_ms or scenario.supply.start_ms or time.time_ns() // 1_000_000
@@ -261,14 +275,27 @@ class Fleet:
         keys = fleet_keys(self.settings.keys_dir, self.box_ids)
         logger.info("fleet of %d boxes in %d processes", len(self.box_ids), self.processes)
         self.shards = self.shard_specs(keys)
+        # A spec (2,500 key pairs) outgrows a pipe's buffer: passed as a Process argument, each
+        # start() would wait for its child to import numpy and zmq. Sent afterwards, they boot together.
+        senders = []
         for spec in self.shards:
+            receiver, sender = self._context.Pipe(duplex=False)
             worker = self._context.Process(
-                target=run_shard,
-                args=(spec, self._stop, self._statuses, self._quiesce),
+                target=run_shard_from,
+                args=(receiver, self._stop, self._statuses, self._quiesce),
                 name=f"opq-fleet-{spec.shard}",
             )
             worker.start()
+            receiver.close()
             self._workers.append(worker)
+            senders.append(sender)
+        for spec, sender in zip(self.shards, senders, strict=True):
+            sender.send(spec)
+            sender.close()
+
+    def pids(self) -> list[int | None]:
+        """The process ids of the worker processes."""
+        return [worker.pid for worker in self._workers]
 
     def wait_ready(self, timeout_s: float) -> bool:
         """Wait until every process has opened its sockets; False on timeout or if one failed."""

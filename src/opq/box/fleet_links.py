@@ -104,6 +104,7 @@ class Publisher:
         self.queued = 0
 
     def close(self) -> None:
+        """Close the epoll set (the sockets are the shard's to close)."""
         self._epoll.close()
 
     def publish(self, box: int, timestamp_ms: int, payload: bytes) -> bool:
@@ -128,7 +129,10 @@ class Publisher:
     def poll(self, timeout_s: float) -> None:
         """Wait up to `timeout_s` for (un)subscriptions, then send what waits for a listening cloud."""
         self.connector.connect_due()
-        timeout_s = 0.0 if self._backlog else timeout_s if self.connector.done else min(timeout_s, 0.01)
+        if self._backlog:
+            self._send_backlog()
+        if self._backlog or not self.connector.done:  # a full pipe, or sockets to connect: come back soon
+            timeout_s = min(timeout_s, 0.005)
         with contextlib.suppress(InterruptedError):
             for fd, _ in self._epoll.poll(timeout_s):
                 self._read_subscriptions(self._by_fd[fd])
@@ -260,4 +264,5 @@ class CommandServer:
             self._pushes[box].send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:
             self.responses_failed += 1
-            logger.warning("box %s: response socket full or not connected; a response dropped", box)
+            box_id = self._handlers[box].info.box_id
+            logger.warning("box %s: response socket full or not connected; a response dropped", box_id)

@@ -1,4 +1,4 @@
-"""A fleet shard's measurements: the fast path from the supply model, or the full signal, and their encoding.
+"""A fleet shard's measurements: the fast path from the supply model, or the full signal.
 
 Both meters take the shard's cycles a block at a time (`measure(first_cycle, count)`) and return
 encoded measurements ready to publish, as each box's `MeasurementBuilder` would have built them:
@@ -8,15 +8,14 @@ outage and a fresh start after it.
 
 * `FastMeter` computes no samples: per-cycle metrics of all the boxes that measure in step
   (a cohort: same supply model, rate and phase) come from `fleet_cycle_metrics` in one call and
-  are summarized with array operations; `encode_batch` writes the protobuf bytes of a whole batch
-  at once, since the layout of a measurement with all four metrics is fixed.
+  are summarized with array operations, and `fleet_encoding.encode_batch` writes the protobuf
+  bytes of a whole batch at once.
 * `SignalMeter` synthesizes each box's ADC counts and runs them through its `MeasurementBuilder`
   (opq.domain), exactly what a real box does: for fidelity, and small fleets.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,38 +26,18 @@ import numpy.typing as npt
 
 from opq.box.commands import RateControl
 from opq.box.disturbances import FloatArray, SupplyModel
+from opq.box.fleet_encoding import METRICS, IntArray, MeasurementBatch, encode_batch, measurement_prefix
 from opq.box.measuring import MeasurementBuilder, check_rate
 from opq.box.ringbuffer import CYCLE_DURATION_MS
 from opq.box.simulator import Simulator, Variations, fleet_cycle_metrics
 from opq.box.source import SourceCycle
 from opq.domain import FREQUENCY_WINDOW_CYCLES, SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE, THD_WINDOW_CYCLES
-from opq.protocol import BoxMeasurement, MetricStats, encode_measurement, wire_box_id
+from opq.protocol import BoxMeasurement, encode_measurement
 
-METRICS: Final = ("rms", "f", "thd", "trans")
-"""The metric keys, in the order of a batch's `stats` axis 1."""
-
-IntArray = npt.NDArray[np.int64]
+MAX_CYCLE_VALUES: Final = 250_000
+"""Most box-cycles of metrics computed at once: 8 MB a metric, tens of MB with the intermediates."""
 Span = tuple[int, int, int]
 """A measurement as (first cycle, stop cycle, first cycle of its segment), cycles counted from sample 0."""
-
-
-@dataclass(frozen=True)
-class MeasurementBatch:
-    """Measurements of several boxes over the same cycles: one row of `stats` per box."""
-
-    boxes: IntArray
-    """Indices of the boxes in the shard."""
-    timestamp_ms: int
-    """End of the measured span [ms since the epoch]."""
-    stats: FloatArray
-    """(boxes, 4 metrics in `METRICS` order, min/max/average); a NaN average: the metric is absent."""
-
-    def measurements(self, box_ids: Sequence[str]) -> list[BoxMeasurement]:
-        """The batch as `BoxMeasurement`s; `box_ids` are the shard's."""
-        return [
-            _measurement(box_ids[int(box)], self.timestamp_ms, row)
-            for box, row in zip(self.boxes, self.stats, strict=True)
-        ]
 
 
 @dataclass(frozen=True)
@@ -76,81 +55,6 @@ class Meter(Protocol):
     def measure(self, first_cycle: int, count: int) -> list[EncodedBatch]: ...
 
     def rate_control(self, box: int) -> RateControl: ...
-
-
-def _measurement(box_id: str, timestamp_ms: int, row: FloatArray) -> BoxMeasurement:
-    metrics = {
-        name: MetricStats(min=float(low), max=float(high), average=float(average))
-        for name, (low, high, average) in zip(METRICS, row, strict=True)
-        if not math.isnan(average)
-    }
-    return BoxMeasurement(box_id=box_id, timestamp_ms=timestamp_ms, metrics=metrics)
-
-
-# --- encoding -----------------------------------------------------------------------------------
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _metrics_layout() -> tuple[np.dtype[np.void], bytes]:
-    """The four map entries `name → Metric{min, max, average}` (floats as fixed32) and their float offsets."""
-    template = bytearray()
-    names: list[str] = []
-    offsets: list[int] = []
-    for name in METRICS:
-        key = name.encode("ascii")
-        # entry: key (field 1, string) + value (field 2, a 15-byte Metric of three fixed32 floats)
-        template += bytes([0x1A, 19 + len(key), 0x0A, len(key)]) + key + bytes([0x12, 15])
-        for tag, stat in zip((0x0D, 0x15, 0x1D), ("min", "max", "average"), strict=True):
-            template.append(tag)
-            names.append(f"{name}_{stat}")
-            offsets.append(len(template))
-            template += bytes(4)
-    layout = np.dtype(
-        {"names": names, "formats": ["<f4"] * len(names), "offsets": offsets, "itemsize": len(template)}
-    )
-    return layout, bytes(template)
-
-
-_LAYOUT, _TEMPLATE = _metrics_layout()
-
-
-def measurement_prefix(box_id: str) -> bytes:
-    """The first field of a box's encoded measurements (box_id), for `encode_batch`."""
-    return b"\x08" + _varint(wire_box_id(box_id))
-
-
-def encode_batch(batch: MeasurementBatch, prefixes: Sequence[bytes], box_ids: Sequence[str]) -> list[bytes]:
-    """The protobuf bytes of each measurement of a batch, as `encode_measurement` would decode them.
-
-    Rows with all four metrics are written into a fixed layout with one array assignment per
-    field; a row missing a metric (an interruption) goes through `encode_measurement`.
-    """
-    stats = batch.stats
-    rows = np.zeros(len(stats), dtype=_LAYOUT)
-    raw = rows.view(np.uint8).reshape(len(stats), _LAYOUT.itemsize)
-    raw[:] = np.frombuffer(_TEMPLATE, dtype=np.uint8)
-    for m, name in enumerate(METRICS):
-        for s, stat in enumerate(("min", "max", "average")):
-            rows[f"{name}_{stat}"] = stats[:, m, s]
-    blob = memoryview(rows.tobytes())
-    head = b"\x10" + _varint(batch.timestamp_ms)
-    size = _LAYOUT.itemsize
-    incomplete = set(np.flatnonzero(np.isnan(stats[:, :, 2]).any(axis=1)).tolist())
-    payloads = []
-    for k, box in enumerate(batch.boxes.tolist()):
-        if k in incomplete:
-            payloads.append(encode_measurement(_measurement(box_ids[box], batch.timestamp_ms, stats[k])))
-        else:
-            payloads.append(prefixes[box] + head + blob[k * size : (k + 1) * size])
-    return payloads
 
 
 # --- spans and windows --------------------------------------------------------------------------
@@ -324,8 +228,10 @@ class FastMeter:
         *,
         start_ms: int,
         calibration_constant: float,
+        max_cycle_values: int = MAX_CYCLE_VALUES,
     ) -> None:
         self._models = list(models)
+        self._max_cycle_values = max_cycle_values
         self._variations = variations
         self._box_ids = list(box_ids)
         self._prefixes = [measurement_prefix(box_id) for box_id in box_ids]
@@ -375,20 +281,36 @@ class FastMeter:
     def _summaries(self, cohort: _Cohort, spans: list[Span]) -> list[MeasurementBatch]:
         lo = min(_reach(span) for span in spans)
         hi = spans[-1][1]
+        # A few boxes at a time when measurements are long (a minute at 3,600 cycles), so that the
+        # per-cycle arrays stay a few MB.
+        step = max(1, self._max_cycle_values // (hi - lo))
+        parts = [
+            self._stats(cohort, slice(at, at + step), spans, lo, hi)
+            for at in range(0, len(cohort.boxes), step)
+        ]
+        return [
+            MeasurementBatch(cohort.boxes, self._timestamp_ms(origin, stop), np.concatenate(stats))
+            for (_, stop, origin), *stats in zip(spans, *parts, strict=True)
+        ]
+
+    def _stats(self, cohort: _Cohort, rows: slice, spans: list[Span], lo: int, hi: int) -> list[FloatArray]:
+        """(boxes, 4 metrics, min/max/average) of each span for some of a cohort's boxes."""
+        v = cohort.variations
+        variations = Variations(v.voltage_offset_v[rows], v.phase_offset_rad[rows], v.noise_scale[rows])
         metrics = fleet_cycle_metrics(
-            self._models[cohort.model], cohort.variations, lo, hi - lo, calibration_constant=self._calibration
+            self._models[cohort.model], variations, lo, hi - lo, calibration_constant=self._calibration
         )
-        batches = []
+        every = []
         for first, stop, origin in spans:
-            stats = np.empty((len(cohort.boxes), len(METRICS), 3))
+            stats = np.empty((len(metrics.rms_v), len(METRICS), 3))
             stats[:, 0] = _summary(metrics.rms_v[:, first - lo : stop - lo])
             f_windows = windows(first, stop, origin, FREQUENCY_WINDOW_CYCLES)
             stats[:, 1] = _summary(_window_values(metrics.frequency_hz, lo, f_windows, quadratic=False))
             thd_windows = windows(first, stop, origin, THD_WINDOW_CYCLES)
             stats[:, 2] = _summary(_window_values(metrics.thd_ratio, lo, thd_windows, quadratic=True))
             stats[:, 3] = _summary(metrics.transient_v[:, first - lo : stop - lo])
-            batches.append(MeasurementBatch(cohort.boxes, self._timestamp_ms(origin, stop), stats))
-        return batches
+            every.append(stats)
+        return every
 
     def _timestamp_ms(self, origin: int, stop: int) -> int:
         """The end of a measurement, counted from its segment's first cycle as `MeasurementBuilder` does."""

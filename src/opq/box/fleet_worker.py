@@ -34,9 +34,11 @@ from opq.box.disturbances import SupplyModel
 from opq.box.fleet_links import SWEEP_S, CommandServer, PacedConnector, Publisher, QueueBounds
 from opq.box.fleet_metrics import BoxRates, EncodedBatch, FastMeter, Meter, SignalMeter
 from opq.box.fleet_samples import SynthesizedCycles
+from opq.box.measuring import check_rate
 from opq.box.ringbuffer import CYCLE_DURATION_MS
 from opq.box.scenario import Scenario
 from opq.box.simulator import Simulator, Variation, Variations
+from opq.errors import ConfigError
 from opq.protocol import KeyPair, command_topic, measurement_topic
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,17 @@ class FleetOptions:
     status_interval_s: float = 1.0
     log_setup: Callable[[], None] | None = None
     """Called first in each worker process (logging is the CLI's to configure)."""
+
+    def __post_init__(self) -> None:
+        try:
+            check_rate(self.cycles_per_measurement)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+        if self.tick_cycles < 1 or self.send_slices < 1 or self.connect_per_s <= 0:
+            raise ConfigError(
+                f"tick_cycles ({self.tick_cycles}), send_slices ({self.send_slices}) and connect_per_s "
+                f"({self.connect_per_s}) must be positive"
+            )
 
 
 @dataclass(frozen=True)
@@ -427,6 +440,14 @@ def _rss_kb() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def run_shard_from(specs: Any, stop: StopFlag, statuses: Any, quiesce: StopFlag | None = None) -> None:
+    """A worker process's entry: receive its `ShardSpec` from a pipe's end (`specs`), then `run_shard`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it sets `stop`
+    spec = specs.recv()
+    specs.close()
+    run_shard(spec, stop, statuses, quiesce)
 
 
 def run_shard(spec: ShardSpec, stop: StopFlag, statuses: Any, quiesce: StopFlag | None = None) -> None:

@@ -105,7 +105,7 @@ def _table(result: StoreBenchResult) -> Table:
 @app.command("box")
 def box(
     boxes: Annotated[int, typer.Option(min=0, help="Boxes in the fleet run (0: no fleet run).")] = 1000,
-    seconds: Annotated[float, typer.Option(min=1, help="How long the fleet run measures [s].")] = 20.0,
+    seconds: Annotated[float, typer.Option(min=1, help="Seconds the fleet run measures for.")] = 20.0,
     processes: Annotated[
         int | None,
         typer.Option(min=1, show_default=False, help="Fleet processes (default: the fd budget's)."),
@@ -179,8 +179,8 @@ def _box_table(result: BoxBenchResult) -> Table:
         figures += [
             ("fleet boxes / processes", f"{f.boxes:,} / {f.processes}"),
             (
-                "fleet CPU, per 1,000 boxes",
-                f"{f.cpu_percent:.1f} %, {f.cpu_percent_per_1000_boxes:.1f} % of a core",
+                "fleet CPU, all / per 1,000 boxes",
+                f"{f.cpu_percent:.1f} / {f.cpu_percent_per_1000_boxes:.1f} % of a core",
             ),
             (
                 "measurements/s expected / sent / received",
@@ -192,7 +192,7 @@ def _box_table(result: BoxBenchResult) -> Table:
             ),
             ("send lateness p50 / p99", f"{f.send_lateness_p50_ms:.1f} / {f.send_lateness_p99_ms:.1f} ms"),
             ("tick lateness p50 / p99", f"{f.tick_lateness_p50_ms:.1f} / {f.tick_lateness_p99_ms:.1f} ms"),
-            ("receiver CPU", f"{f.receiver_cpu_percent:.1f} %"),
+            ("receiver CPU", f"{f.receiver_cpu_percent:.1f} % of a core"),
         ]
     figures += [(name, str(value)) for name, value in result.machine.items()]
     for name, value in figures:

@@ -40,6 +40,9 @@ STATUS_INTERVAL_S = 10.0
 DRAIN_TIMEOUT_S = 10.0
 """How long a box whose source ended waits for its queued measurements to go out [s]."""
 
+FLEET_START_TIMEOUT_S = 300.0
+"""How long a fleet's processes may take to open their sockets (2,500 boxes each) [s]."""
+
 ConfigOption = Annotated[
     Path, typer.Option("--config", metavar="FILE", help="The box's TOML configuration (box_id, keys, cloud).")
 ]
@@ -234,11 +237,18 @@ def fleet(
 
 
 def run_fleet(settings: FleetSettings, *, duration_s: float | None) -> FleetCounters:
-    """Run a fleet until Ctrl-C or `duration_s`, logging its counters; prints and returns the last ones."""
+    """Run a fleet until Ctrl-C or `duration_s`, logging its counters; prints and returns the last ones.
+
+    The duration counts from when every process has its sockets open.
+    """
     fleet = Fleet(settings)
-    deadline = None if duration_s is None else time.monotonic() + duration_s
     fleet.start()
     try:
+        if not fleet.wait_ready(FLEET_START_TIMEOUT_S):
+            raise ConfigError(
+                f"the fleet's processes did not start in {FLEET_START_TIMEOUT_S:g} s; see the log"
+            )
+        deadline = None if duration_s is None else time.monotonic() + duration_s
         next_status = time.monotonic() + STATUS_INTERVAL_S
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.2)
