@@ -33,7 +33,7 @@ def _with_database(url: str, name: str) -> str:
 
 def _admin(url: str, sql: str) -> None:
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn.replace("postgresql://", "postgresql://", 1), autocommit=True) as conn:
+    with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql)  # type: ignore[arg-type]
 
 
