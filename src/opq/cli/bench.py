@@ -41,7 +41,7 @@ def store(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Measurement insert rate, trend upsert rate and one box-hour read latency of a database."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -127,7 +127,7 @@ def box(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Metric accuracy against known signals, their CPU cost per box-second, and a fleet's cost and loss."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     result = run_box_bench(
         accuracy=accuracy,
         cpu=cpu,

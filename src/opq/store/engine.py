@@ -26,7 +26,8 @@ def redact(url: str | URL) -> str:
         parsed = make_url(url) if isinstance(url, str) else url
     except exc.ArgumentError:
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
-    return parsed.render_as_string(hide_password=True)
+    # Users wrote postgresql:// or sqlite://, not the driver SQLAlchemy picked.
+    return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
 
 
 def parse_url(url: str) -> URL:
