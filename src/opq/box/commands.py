@@ -11,6 +11,7 @@ from typing import Final, Protocol
 from google.protobuf.message import DecodeError
 
 from opq.box.ringbuffer import CYCLE_DURATION_MS, RingBuffer
+from opq.box.source import wall_clock_ms
 from opq.errors import ProtocolError
 from opq.protocol import (
     Command,
@@ -41,11 +42,6 @@ MAX_WAIT_S: Final = 60.0
 
 WAIT_GRACE_S: Final = 2.0
 """Time allowed beyond the requested end for the cycles to arrive [s]."""
-
-
-def wall_clock_ms() -> int:
-    """Now [ms since the Unix epoch, UTC]."""
-    return time.time_ns() // 1_000_000
 
 
 class RateControl(Protocol):

@@ -6,7 +6,6 @@ import logging
 import math
 import os
 import struct
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from opq.box.source import SourceCycle
+from opq.box.source import SourceCycle, wall_clock_ms
 from opq.domain import SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE
 from opq.errors import ConfigError
 
@@ -35,11 +34,6 @@ DEFAULT_WINDOW_FRAMES = 10
 
 _TRAILER = struct.Struct("<HHI")
 _SAMPLES_PER_MS = SAMPLE_RATE_HZ // 1000  # 12: timeline arithmetic in samples stays in integers
-
-
-def wall_clock_ms() -> int:
-    """Now [ms since the Unix epoch, UTC]."""
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)

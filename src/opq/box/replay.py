@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 
@@ -14,7 +13,7 @@ import numpy.typing as npt
 from scipy import signal
 
 from opq.box.recordings import Recording, Scale, read_recording
-from opq.box.source import SourceCycle
+from opq.box.source import SourceCycle, wall_clock_ms
 from opq.domain import SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE, frequency_hz
 from opq.errors import ConfigError
 
@@ -35,11 +34,6 @@ accuracy (IEC 61000-4-30 Class A), earn a warning."""
 
 MAX_RATIO_TERM = 10_000
 """Largest term of the resampling ratio up/down; a ratio needing more is approximated (≲ 1 ppm)."""
-
-
-def wall_clock_ms() -> int:
-    """Now [ms since the Unix epoch, UTC]."""
-    return time.time_ns() // 1_000_000
 
 
 def resample_to_box_rate(samples_v: npt.ArrayLike, sample_rate_hz: float) -> npt.NDArray[np.float64]:
