@@ -17,6 +17,7 @@ from opq.domain.harmonics import thd_per_window, thd_ratio
 from opq.domain.metrics import (
     Summary,
     WaveformMetrics,
+    highpass_residual_v,
     rms_per_cycle,
     summarize,
     transient_per_cycle,
@@ -37,6 +38,7 @@ __all__ = [
     "WaveformMetrics",
     "frequency_hz",
     "frequency_per_window",
+    "highpass_residual_v",
     "rms_per_cycle",
     "summarize",
     "thd_per_window",

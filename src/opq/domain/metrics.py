@@ -61,6 +61,21 @@ def transient_v(samples_v: npt.ArrayLike) -> float:
     return float(np.max(per_cycle)) if per_cycle.size else math.nan
 
 
+def highpass_residual_v(samples_v: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """The waveform minus its fundamental [V], sample by sample, along the last axis.
+
+    The same high-pass as `transient_per_cycle` (the waveform minus its linear-phase low-pass round
+    trip through 1.2 kHz): what is left is transients, ringing and harmonics above ~500 Hz. The
+    first and last `EDGE_SAMPLES` (80) samples are outside the filters' reach and read 0.
+    """
+    samples = as_blocks(samples_v)
+    residual = np.zeros_like(samples)
+    lowpassed = interpolate(decimate(samples))
+    covered = slice(EDGE_SAMPLES, EDGE_SAMPLES + lowpassed.shape[-1])
+    residual[..., covered] = samples[..., covered] - lowpassed
+    return residual
+
+
 def _transient_per_cycle(
     samples: npt.NDArray[np.float64], decimated: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:

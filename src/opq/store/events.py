@@ -64,6 +64,7 @@ class Events:
                     target_event_start_timestamp_ms=event.target_event_start_timestamp_ms,
                     target_event_end_timestamp_ms=end,
                     expire_at=None if self._lifetime_ms is None else end + self._lifetime_ms,
+                    completed_ms=event.completed_ms,
                 )
             )
 
@@ -107,6 +108,46 @@ class Events:
                 .where(ev.c.event_id == eid)
                 .values(boxes_received=[*received, box], latencies_ms=[*latencies, latency])
             )
+
+    def complete(self, event_id: int, completed_ms: int) -> None:
+        """Mark an event's acquisition finished: no more box data will be added to it."""
+        ev = schema.events
+        with translated(f"complete event {event_id}"), write_transaction(self._engine) as conn:
+            done = conn.execute(
+                ev.update().where(ev.c.event_id == event_id).values(completed_ms=completed_ms)
+            ).rowcount
+        if not done:
+            raise NotFound(f"no event {event_id}")
+
+    def record_analysis(self, event_id: int, analyzed_ms: int, plugins: dict[str, Any]) -> None:
+        """Record that analysis finished with an event, and how each plugin fared (replacing any before)."""
+        a = schema.event_analyses
+        with translated(f"record the analysis of event {event_id}"), write_transaction(self._engine) as conn:
+            if not _event_exists(conn, event_id):
+                raise NotFound(f"no event {event_id}")
+            conn.execute(a.delete().where(a.c.event_id == event_id))
+            conn.execute(a.insert().values(event_id=event_id, analyzed_ms=analyzed_ms, plugins=plugins))
+
+    def analysis(self, event_id: int) -> tuple[int, dict[str, Any]] | None:
+        """When an event was analysed and how each plugin fared; None if it was not (yet)."""
+        a = schema.event_analyses
+        with translated(f"read the analysis of event {event_id}"), self._engine.connect() as conn:
+            row = conn.execute(select(a.c.analyzed_ms, a.c.plugins).where(a.c.event_id == event_id)).first()
+        return None if row is None else (int(row.analyzed_ms), dict(row.plugins))
+
+    def unanalyzed(self, limit: int = 1000) -> builtins.list[int]:
+        """Ids of completed events that analysis has not finished with, oldest id first."""
+        check_limit(limit)
+        ev, a = schema.events, schema.event_analyses
+        analyzed = select(a.c.event_id).where(a.c.event_id == ev.c.event_id).exists()
+        query = (
+            select(ev.c.event_id)
+            .where(ev.c.completed_ms.is_not(None), ~analyzed)
+            .order_by(ev.c.event_id)
+            .limit(limit)
+        )
+        with translated("list events not yet analysed"), self._engine.connect() as conn:
+            return [int(value) for value in conn.execute(query).scalars()]
 
     def get(self, event_id: int) -> Event:
         """The event with this id; NotFound if there is none."""
@@ -201,6 +242,8 @@ class Events:
             conn.execute(c.delete().where(c.c.files_id.in_(select(f.c.id).where(own_files))))
             conn.execute(f.delete().where(own_files))
             conn.execute(schema.box_events.delete().where(schema.box_events.c.event_id == event_id))
+            analyses = schema.event_analyses
+            conn.execute(analyses.delete().where(analyses.c.event_id == event_id))
             conn.execute(schema.events.delete().where(schema.events.c.event_id == event_id))
 
     def _triggered(self, box_id: str) -> ColumnElement[bool]:
@@ -263,6 +306,7 @@ def _event(row: Row[Any]) -> Event:
         boxes_received=tuple(row.boxes_received),
         latencies_ms=tuple(row.latencies_ms),
         description=row.description,
+        completed_ms=row.completed_ms,
     )
 
 

@@ -102,6 +102,8 @@ class Event:
     # When each box of boxes_received answered [ms since epoch], in the same order.
     latencies_ms: tuple[int, ...] = ()
     description: str = ""
+    # When acquisition finished [ms since epoch]; None while boxes may still answer.
+    completed_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -219,3 +221,5 @@ class TriggerThresholds:
     threshold_percent_v_low: float = 5.0
     threshold_percent_v_high: float = 5.0
     threshold_percent_thd_high: float = 5.0
+    # The largest high-passed excursion [% of ref_v]: 5 % is 6 V at 120 V, above noise (OPQ: 7 V).
+    threshold_percent_transient_high: float = 5.0

@@ -174,6 +174,17 @@ events = Table(
     _time("target_event_start_timestamp_ms", index=True),
     _time("target_event_end_timestamp_ms"),
     _time("expire_at", nullable=True, index=True),
+    # When acquisition finished (every asked box answered or timed out); NULL while in progress.
+    _time("completed_ms", nullable=True, index=True),
+)
+
+# Which events analysis has finished with, and how each plugin fared (Mauka's catch-up reads this).
+event_analyses = Table(
+    "event_analyses",
+    metadata,
+    Column("event_id", BigInteger, ForeignKey("events.event_id", ondelete="CASCADE"), primary_key=True),
+    _time("analyzed_ms", index=True),
+    Column("plugins", JSON, nullable=False),
 )
 
 box_events = Table(
@@ -358,6 +369,7 @@ TRIGGER_FIELDS = (
     "threshold_percent_v_low",
     "threshold_percent_v_high",
     "threshold_percent_thd_high",
+    "threshold_percent_transient_high",
 )
 
 triggering_defaults = Table(

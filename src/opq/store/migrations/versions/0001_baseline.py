@@ -4,8 +4,9 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-22
 
-The baseline builds the tables from `opq.store.schema` as it stood when this revision was written.
-A later schema change adds a revision of its own with explicit operations; the test
+The baseline builds the tables from the live `opq.store.schema`, so a new database gets every later
+column at once; a later revision adds its changes with explicit operations, each skipped where it is
+already in place, so that a database made by an older opq is brought up to date too. The test
 `test_migrations_match_schema` fails when the schema and the migrations disagree.
 """
 

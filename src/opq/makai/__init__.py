@@ -1,0 +1,1 @@
+"""OPQ Makai: authenticated ingest, measurements and trends, triggering, and waveform acquisition."""

@@ -1,0 +1,59 @@
+"""Makai and Mauka: events.completed_ms, event_analyses, and a transient triggering threshold.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-22
+
+The baseline builds its tables from the live `opq.store.schema`, so on a new database they already
+hold what this revision adds: each step runs only where its column or table is missing.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from opq.store.schema import event_analyses
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+TRANSIENT = "threshold_percent_transient_high"
+
+
+def upgrade() -> None:
+    inspector = sa.inspect(op.get_bind())
+    tables = set(inspector.get_table_names())
+    if "completed_ms" not in _columns(inspector, "events"):
+        with op.batch_alter_table("events") as batch:
+            batch.add_column(sa.Column("completed_ms", sa.BigInteger, nullable=True))
+            batch.create_index("ix_events_completed_ms", ["completed_ms"])
+    if TRANSIENT not in _columns(inspector, "triggering_defaults"):
+        with op.batch_alter_table("triggering_defaults") as batch:
+            batch.add_column(sa.Column(TRANSIENT, sa.Float, nullable=False, server_default="5.0"))
+        with op.batch_alter_table("triggering_defaults") as batch:
+            batch.alter_column(TRANSIENT, server_default=None)
+    if TRANSIENT not in _columns(inspector, "triggering_overrides"):
+        with op.batch_alter_table("triggering_overrides") as batch:
+            batch.add_column(sa.Column(TRANSIENT, sa.Float, nullable=True))
+    if "event_analyses" not in tables:
+        event_analyses.create(op.get_bind())
+    # Events from before this revision finished long ago.
+    op.execute("UPDATE events SET completed_ms = target_event_end_timestamp_ms WHERE completed_ms IS NULL")
+
+
+def downgrade() -> None:
+    op.drop_table("event_analyses")
+    with op.batch_alter_table("triggering_overrides") as batch:
+        batch.drop_column(TRANSIENT)
+    with op.batch_alter_table("triggering_defaults") as batch:
+        batch.drop_column(TRANSIENT)
+    with op.batch_alter_table("events") as batch:
+        batch.drop_index("ix_events_completed_ms")
+        batch.drop_column("completed_ms")
+
+
+def _columns(inspector: sa.Inspector, table: str) -> set[str]:
+    return {column["name"] for column in inspector.get_columns(table)}
