@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -32,6 +32,73 @@ class RetentionSettings(BaseModel):
     health_s: int | None = Field(default=None, gt=0)
 
 
+class MakaiSettings(BaseModel):
+    """Makai: its sockets, batching, triggering and acquisition; times in the unit each name says."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server_certificate: Path | None = None
+    """The cloud's secret zcert file (`opq keys generate`): boxes hold its public key."""
+    box_host: str = "0.0.0.0"
+    """Address the box-facing endpoints bind to."""
+    measurement_port: int = Field(default=9880, ge=1, le=65_535)
+    command_port: int = Field(default=8194, ge=1, le=65_535)
+    response_port: int = Field(default=8196, ge=1, le=65_535)
+    service_host: str = "127.0.0.1"
+    """Address the endpoints for other services bind to (live stream, events, captures, health)."""
+    live_port: int = Field(default=9881, ge=1, le=65_535)
+    """The live measurement stream, republished for View (PUB)."""
+    event_port: int = Field(default=10000, ge=1, le=65_535)
+    """Announcements of new events for Mauka (PUB): frames [b"event", b"<event_id>"]."""
+    capture_port: int = Field(default=10001, ge=1, le=65_535)
+    """Capture requests from other services and the CLI (REP)."""
+    relay_port: int = Field(default=9884, ge=1, le=65_535)
+    """Internal: commands from acquisition to the command relay (PUSH/PULL)."""
+    health_port: int = Field(default=8080, ge=0, le=65_535)
+    """HTTP JSON health; 0 picks a free port."""
+    batch_interval_ms: int = Field(default=250, ge=10, le=60_000)
+    """Longest a measurement waits before its batch is written [ms]."""
+    buffer_max_measurements: int = Field(default=1_000_000, ge=1_000)
+    """Measurements held while the database is unavailable; beyond it they are dropped and counted."""
+    max_clock_skew_s: float = Field(default=300.0, gt=0)
+    """A measurement stamped further than this from Makai's clock is dropped [s]."""
+    trend_interval_s: int = Field(default=60, ge=1, le=3_600)
+    pre_trigger_ms: int = Field(default=500, ge=0, le=60_000)
+    """Captured before the first abnormal measurement [ms]."""
+    post_trigger_ms: int = Field(default=500, ge=0, le=60_000)
+    """Captured after the return to nominal [ms]."""
+    max_piece_ms: int = Field(default=10_000, ge=1_000, le=600_000)
+    """A longer anomaly is captured in pieces of at most this long [ms]."""
+    response_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    """A box that has not answered this long after its window ended is left out of the event [s]."""
+    neighbours: Literal["none", "location", "region"] = "region"
+    """Which other boxes are also asked when boxes trigger: none, those at the same location, or
+    those in the same regions (which includes the same location)."""
+    max_boxes_per_event: int = Field(default=64, ge=1, le=10_000)
+    refresh_s: float = Field(default=5.0, gt=0, le=3_600)
+    """How often boxes, keys and thresholds are re-read from the store [s]."""
+
+
+class MaukaSettings(BaseModel):
+    """Mauka: where it listens, which plugins run with which settings, and its heartbeats."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_endpoint: str = "tcp://127.0.0.1:10000"
+    """Makai's event announcements (SUB)."""
+    live_endpoint: str = "tcp://127.0.0.1:9881"
+    """Makai's live measurement stream (SUB), for outages."""
+    health_port: int = Field(default=8911, ge=0, le=65_535)
+    plugins: dict[str, dict[str, Any]] = {}
+    """Settings per plugin, by plugin name."""
+    disabled_plugins: list[str] = []
+    outage_after_s: float = Field(default=60.0, gt=0)
+    """A box silent this long (and not unplugged) is an outage [s]."""
+    stats_interval_s: float = Field(default=10.0, gt=0)
+    catch_up_interval_s: float = Field(default=5.0, gt=0)
+    """How often the store is checked for events no announcement told of [s]."""
+
+
 class Settings(BaseSettings):
     """Every setting of opq, read and validated once at start."""
 
@@ -46,6 +113,8 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: str = Field(default="plain", pattern=r"^(plain|json)$")
     retention: RetentionSettings = RetentionSettings()
+    makai: MakaiSettings = MakaiSettings()
+    mauka: MaukaSettings = MaukaSettings()
 
     @classmethod
     def settings_customise_sources(
