@@ -58,14 +58,17 @@ class Box:
 
 @dataclass(frozen=True)
 class Measurement:
-    """One low-fidelity measurement from a box (the averages of its metrics over the window)."""
+    """One low-fidelity measurement from a box (the averages of its metrics over the window).
+
+    A metric the box had no value for is None (no frequency or THD in an interruption).
+    """
 
     box_id: str
     timestamp_ms: int
     voltage: float
-    frequency: float
-    thd: float
-    transient: float = 0.0
+    frequency: float | None
+    thd: float | None
+    transient: float | None = None
 
 
 @dataclass(frozen=True)

@@ -132,9 +132,10 @@ measurements = Table(
     Column("box_id", _MeasurementBoxId, nullable=False),
     _time("timestamp_ms"),
     Column("voltage", Float, nullable=False),
-    Column("frequency", Float, nullable=False),
-    Column("thd", Float, nullable=False),
-    Column("transient", Float, nullable=False),
+    # NULL where the box had no value: no frequency or THD in an interruption.
+    Column("frequency", Float, nullable=True),
+    Column("thd", Float, nullable=True),
+    Column("transient", Float, nullable=True),
     _time("expire_at", nullable=True),
     PrimaryKeyConstraint("box_id", "timestamp_ms"),
     # PostgreSQL keeps one partition a day so pruning drops whole partitions.

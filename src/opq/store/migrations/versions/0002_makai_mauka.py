@@ -1,4 +1,4 @@
-"""Makai and Mauka: events.completed_ms, event_analyses, and a transient triggering threshold.
+"""Makai and Mauka: events.completed_ms, event_analyses, a transient threshold, optional metrics.
 
 Revision ID: 0002
 Revises: 0001
@@ -21,6 +21,7 @@ branch_labels = None
 depends_on = None
 
 TRANSIENT = "threshold_percent_transient_high"
+OPTIONAL_METRICS = ("frequency", "thd", "transient")
 
 
 def upgrade() -> None:
@@ -38,6 +39,13 @@ def upgrade() -> None:
     if TRANSIENT not in _columns(inspector, "triggering_overrides"):
         with op.batch_alter_table("triggering_overrides") as batch:
             batch.add_column(sa.Column(TRANSIENT, sa.Float, nullable=True))
+    measurements = {column["name"]: column for column in inspector.get_columns("measurements")}
+    optional = [name for name in OPTIONAL_METRICS if not measurements[name]["nullable"]]
+    if optional:
+        # SQLite rebuilds the table for this; it must stay a WITHOUT ROWID table.
+        with op.batch_alter_table("measurements", table_kwargs={"sqlite_with_rowid": False}) as batch:
+            for name in optional:
+                batch.alter_column(name, existing_type=sa.Float, nullable=True)
     if "event_analyses" not in tables:
         event_analyses.create(op.get_bind())
     # Events from before this revision finished long ago.
@@ -45,6 +53,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The metrics stay nullable: rows without a frequency may have been stored since.
     op.drop_table("event_analyses")
     with op.batch_alter_table("triggering_overrides") as batch:
         batch.drop_column(TRANSIENT)
