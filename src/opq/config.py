@@ -60,8 +60,11 @@ class MakaiSettings(BaseModel):
     """Longest a measurement waits before its batch is written [ms]."""
     buffer_max_measurements: int = Field(default=1_000_000, ge=1_000)
     """Measurements held while the database is unavailable; beyond it they are dropped and counted."""
-    max_clock_skew_s: float = Field(default=300.0, gt=0)
-    """A measurement stamped further than this from Makai's clock is dropped [s]."""
+    max_age_s: float = Field(default=3_600.0, gt=0)
+    """A measurement older than this by Makai's clock is dropped [s]: a box reconnecting after an
+    outage sends what it queued (up to 10 min by default), which must still get in."""
+    max_ahead_s: float = Field(default=60.0, gt=0)
+    """A measurement stamped this far ahead of Makai's clock is dropped [s]."""
     trend_interval_s: int = Field(default=60, ge=1, le=3_600)
     pre_trigger_ms: int = Field(default=500, ge=0, le=60_000)
     """Captured before the first abnormal measurement [ms]."""

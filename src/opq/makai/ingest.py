@@ -1,0 +1,257 @@
+"""Makai's measurement endpoint: receive, check, store, roll up, republish, and trigger captures.
+
+One process owns the boxes' measurement socket (a binding socket holds a file descriptor per
+connected box, so each of Makai's three box endpoints gets a process of its own). Receiving,
+checking and triggering run in the socket's thread; the database writes run in their own thread
+(`MeasurementWriter`), so a slow or absent database never holds up the socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Final
+
+import zmq
+
+from opq.config import MakaiSettings
+from opq.errors import OpqError, ProtocolError
+from opq.makai.auth import BoxKeys, curve_server, start_authenticator
+from opq.makai.capture import CapturePlanner, neighbourhoods
+from opq.makai.storage import MeasurementWriter
+from opq.makai.trends import TrendRollup
+from opq.makai.triggering import Limits, limits_of
+from opq.makai.validation import check_measurement, stored
+from opq.protocol import decode_measurement
+from opq.protocol.internal import CaptureRequest, encode_capture_request
+from opq.store import Store
+
+logger = logging.getLogger(__name__)
+
+Report = Callable[[dict[str, Any]], None]
+
+_DRAIN: Final = 1_000
+"""Most messages handled between two looks at the clock."""
+_MAX_MEASUREMENTS_PER_BOX_S: Final = 60
+"""A box measuring every cycle sends 60 a second; more is a broken or hostile box."""
+
+
+def wall_clock_ms() -> int:
+    """Now [ms since epoch]."""
+    return int(time.time() * 1000)
+
+
+class _BoxView:
+    """What ingest knows of the registered boxes: locations, limits and neighbours, kept fresh."""
+
+    def __init__(self, store: Store, scope: str) -> None:
+        self._store = store
+        self._scope = scope
+        self._version = -1
+        self.locations: dict[str, str | None] = {}
+        self.neighbours: dict[str, tuple[str, ...]] = {}
+        self._default_limits = limits_of(store.triggering.defaults())
+        self._limits: dict[str, Limits] = {}
+
+    def refresh(self) -> None:
+        boxes = self._store.boxes.list()
+        self.locations = {box.box_id: box.location for box in boxes}
+        self.neighbours = neighbourhoods(boxes, self._store.regions.list(), self._scope)  # type: ignore[arg-type]
+        version = self._store.triggering.version()
+        if version != self._version:
+            triggering = self._store.triggering
+            self._default_limits = limits_of(triggering.defaults())
+            self._limits = {
+                box_id: limits_of(triggering.for_box(box_id)) for box_id in triggering.overrides()
+            }
+            self._version = version
+            logger.info("triggering thresholds (version %d) loaded", version)
+
+    def limits_for(self, box_id: str) -> Limits:
+        return self._limits.get(box_id, self._default_limits)
+
+    def neighbours_of(self, box_id: str) -> tuple[str, ...]:
+        return self.neighbours.get(box_id, ())
+
+
+class Ingest:
+    """The measurement socket and everything done with each measurement."""
+
+    def __init__(
+        self,
+        settings: MakaiSettings,
+        store: Store,
+        secret_key: str,
+        context: zmq.Context[zmq.Socket[bytes]],
+        *,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._clock_ms = clock_ms
+        self.keys = BoxKeys(store)
+        self.boxes = _BoxView(store, settings.neighbours)
+        self.boxes.refresh()
+        self._authenticator = start_authenticator(context, self.keys)
+        self.socket = context.socket(zmq.SUB)
+        curve_server(self.socket, secret_key)
+        self.socket.setsockopt(zmq.SUBSCRIBE, b"")
+        self.socket.setsockopt(zmq.RCVHWM, 100_000)
+        self.socket.setsockopt(zmq.BACKLOG, 4_096)
+        self.socket.bind(f"tcp://{settings.box_host}:{settings.measurement_port}")
+        self.live = context.socket(zmq.PUB)
+        self.live.setsockopt(zmq.SNDHWM, 100_000)
+        self.live.bind(f"tcp://{settings.service_host}:{settings.live_port}")
+        self.captures = context.socket(zmq.DEALER)
+        self.captures.setsockopt(zmq.LINGER, 1_000)
+        self.captures.connect(f"tcp://{settings.service_host}:{settings.capture_port}")
+        self.writer = MeasurementWriter(
+            store,
+            interval_s=settings.batch_interval_ms / 1000,
+            max_buffered=settings.buffer_max_measurements,
+            clock_ms=clock_ms,
+        )
+        self.trends = TrendRollup(interval_ms=settings.trend_interval_s * 1000)
+        self.planner = CapturePlanner(
+            limits_for=self.boxes.limits_for,
+            neighbours_of=self.boxes.neighbours_of,
+            pre_ms=settings.pre_trigger_ms,
+            post_ms=settings.post_trigger_ms,
+            max_piece_ms=settings.max_piece_ms,
+            max_boxes=settings.max_boxes_per_event,
+        )
+        self.received = 0
+        self.dropped: Counter[str] = Counter()
+        self.captures_requested = 0
+        self.last_seen: dict[str, tuple[int, int]] = {}
+        """Per box: (timestamp of its newest measurement, measurements received)."""
+        self._this_second: Counter[str] = Counter()
+        self._second = 0
+
+    def run(self, stop: threading.Event, report: Report, report_interval_s: float = 2.0) -> None:
+        """Receive until `stop` is set; `report` gets a health snapshot every report_interval_s."""
+        writer = threading.Thread(target=self.writer.run, args=(stop,), name="makai-writer", daemon=True)
+        writer.start()
+        next_second = next_refresh = next_report = time.monotonic()
+        try:
+            while not stop.is_set():
+                if self.socket.poll(100):
+                    for _ in range(_DRAIN):
+                        try:
+                            frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        self.handle(frames)
+                while self.captures.poll(0):
+                    self.captures.recv_multipart()  # Makai's replies: the event ids are not needed here
+                now = time.monotonic()
+                if now >= next_second:
+                    next_second = now + 1.0
+                    self._every_second()
+                if now >= next_refresh:
+                    next_refresh = now + self._settings.refresh_s
+                    self._refresh()
+                if now >= next_report:
+                    next_report = now + report_interval_s
+                    report(self.snapshot())
+        finally:
+            stop.set()
+            writer.join()
+            report(self.snapshot())
+
+    def handle(self, frames: list[zmq.Frame]) -> None:
+        """One message from the measurement socket: [topic, Measurement]."""
+        self.received += 1
+        if len(frames) != 2:
+            self.dropped["malformed"] += 1
+            return
+        payload = frames[1]
+        sender = str(payload.get("User-Id"))
+        try:
+            m = decode_measurement(payload.bytes)
+        except ProtocolError:
+            self.dropped["malformed"] += 1
+            return
+        if not self.keys.allows(sender):
+            self.dropped["revoked"] += 1
+            return
+        now_ms = self._clock_ms()
+        second = now_ms // 1000
+        if second != self._second:
+            self._second = second
+            self._this_second.clear()
+        self._this_second[sender] += 1
+        if self._this_second[sender] > _MAX_MEASUREMENTS_PER_BOX_S:
+            self.dropped["too_fast"] += 1
+            return
+        settings = self._settings
+        reason = check_measurement(
+            m,
+            sender,
+            now_ms,
+            max_age_ms=int(settings.max_age_s * 1000),
+            max_ahead_ms=int(settings.max_ahead_s * 1000),
+        )
+        if reason is not None:
+            self.dropped[reason] += 1
+            return
+        previous = self.last_seen.get(m.box_id)
+        if previous is not None and m.timestamp_ms <= previous[0]:
+            self.dropped["duplicate" if m.timestamp_ms == previous[0] else "out_of_order"] += 1
+            return
+        self.last_seen[m.box_id] = (m.timestamp_ms, 1 if previous is None else previous[1] + 1)
+        self.live.send_multipart(frames, copy=False)
+        if not self.writer.put(stored(m)):
+            self.dropped["buffer_full"] += 1
+        self.writer.put_trends(self.trends.add(m, self.boxes.locations.get(m.box_id)))
+        self._request(self.planner.observe(m))
+
+    def _request(self, requests: list[CaptureRequest]) -> None:
+        for request in requests:
+            self.captures.send_multipart([b"", encode_capture_request(request)])
+            self.captures_requested += 1
+
+    def _every_second(self) -> None:
+        now_ms = self._clock_ms()
+        self.writer.put_trends(self.trends.due(now_ms))
+        self._request(self.planner.tick(now_ms))
+
+    def _refresh(self) -> None:
+        try:
+            self.keys.refresh()
+            self.boxes.refresh()
+        except OpqError as err:
+            logger.warning("cannot re-read boxes and thresholds, keeping the ones I have: %s", err)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Health figures: counts, drops by reason, buffer, lag, and each box's newest measurement."""
+        writer = self.writer
+        return {
+            "received": self.received,
+            "stored": writer.stored,
+            "duplicates_in_store": writer.duplicates,
+            "trends_stored": writer.trends_stored,
+            "dropped": dict(self.dropped),
+            "dropped_total": sum(self.dropped.values()),
+            "buffered": writer.buffered,
+            "buffer_max": self._settings.buffer_max_measurements,
+            "database_ok": writer.database_ok,
+            "database_error": "" if writer.database_ok else writer.last_error,
+            "lag_ms": writer.lag_percentiles_ms(),
+            "captures_requested": self.captures_requested,
+            "refused_keys": dict(self.keys.refused),
+            "late_trend_measurements": self.trends.late_measurements,
+            "boxes": {
+                box: {"last_measurement_ms": ts, "received": n} for box, (ts, n) in self.last_seen.items()
+            },
+            "planner": {k: v for k, v in vars(self.planner).items() if isinstance(v, int)},
+        }
+
+    def close(self) -> None:
+        """Close the sockets and stop ZAP (the context stays with its owner)."""
+        for socket in (self.socket, self.live, self.captures):
+            socket.close(linger=0 if socket is not self.captures else 1_000)
+        self._authenticator.stop()

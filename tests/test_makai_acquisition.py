@@ -1,0 +1,125 @@
+"""From a capture request to a complete, stored event: boxes answering, failing, timing out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from opq.errors import ProtocolError
+from opq.makai.acquisition import Acquisition
+from opq.protocol import (
+    Command,
+    DataHeader,
+    ErrorResponse,
+    GetData,
+    RawCycle,
+    Response,
+    data_response_frames,
+    encode_response,
+)
+from opq.protocol.internal import CaptureRequest
+from opq.store import Store
+from opq.store.models import Box, Location
+
+START_MS = 1_790_000_000_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_ms = START_MS + 5_000
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+
+@pytest.fixture
+def site(store: Store) -> Store:
+    store.locations.add(Location("lab", -157.8, 21.3, "The lab"))
+    for box_id in ("1", "2", "3"):
+        store.boxes.add(Box(box_id, f"box {box_id}", 150.0, location="lab", location_start_time_ms=0))
+    return store
+
+
+def cycles(n: int, first_ms: int = START_MS) -> list[RawCycle]:
+    t = np.arange(200) / 12_000
+    counts = np.round(150 * 120 * np.sqrt(2) * np.sin(2 * np.pi * 60 * t)).astype(np.int16)
+    return [RawCycle(first_ms + round(i * 1000 / 60), counts) for i in range(n)]
+
+
+def answer(command: Command, data: list[RawCycle]) -> list[bytes]:
+    header = DataHeader(data[0].timestamp_ms, data[-1].timestamp_ms) if data else DataHeader(0, 0)
+    return data_response_frames(Response(command.box_id, command.seq, START_MS, header), data)
+
+
+def test_an_event_is_stored_at_once_and_completes_when_every_box_answered(site: Store) -> None:
+    clock = Clock()
+    acquisition = Acquisition(site, timeout_ms=10_000, identity="test", clock_ms=clock)
+    request = CaptureRequest(("1", "2"), START_MS, START_MS + 1_000, reason="rms min 60.0 V < 114.0 V")
+    event_id, commands = acquisition.start(request)
+    assert [c.box_id for c in commands] == ["1", "2"]
+    assert all(c.body == GetData(START_MS, START_MS + 1_000, wait=True) for c in commands)
+    assert len({c.seq for c in commands}) == 2
+    stored = site.events.get(event_id)
+    assert stored.boxes_triggered == ("1", "2") and stored.boxes_received == ()
+    assert stored.completed_ms is None
+
+    clock.now_ms += 250
+    assert acquisition.receive(answer(commands[0], cycles(60)), "1") is None
+    clock.now_ms += 250
+    assert acquisition.receive(answer(commands[1], cycles(30)), "2") == event_id
+
+    event = site.events.get(event_id)
+    assert event.boxes_received == ("1", "2")
+    assert event.latencies_ms == (START_MS + 5_250, START_MS + 5_500)
+    assert event.completed_ms == START_MS + 5_500
+    box_event = site.events.box_event(event_id, "1")
+    assert box_event.data_fs_filename == f"event_{event_id}_1"
+    assert box_event.location == "lab"
+    assert box_event.window_timestamps_ms == tuple(c.timestamp_ms for c in cycles(60)[::10])
+    data = site.files.read_bytes(f"event_{event_id}_1")
+    assert np.array_equal(np.frombuffer(data, "<i2"), np.concatenate([c.counts for c in cycles(60)]))
+    meta = site.files.get(f"event_{event_id}_1")
+    assert (meta.event_id, meta.box_id) == (event_id, "1")
+    assert meta.metadata["calibration_constant"] == 150.0
+
+
+def test_a_silent_box_leaves_the_event_complete_with_what_arrived(site: Store) -> None:
+    clock = Clock()
+    acquisition = Acquisition(site, timeout_ms=10_000, identity="test", clock_ms=clock)
+    event_id, commands = acquisition.start(CaptureRequest(("1", "2", "3"), START_MS, START_MS + 1_000))
+    acquisition.receive(answer(commands[0], cycles(60)), "1")
+    error = Response("2", commands[1].seq, START_MS, ErrorResponse("no data in that window"))
+    assert acquisition.receive([encode_response(error)], "2") is None
+    # The window ended before the request: the boxes get the timeout from the request on.
+    clock.now_ms = START_MS + 5_000 + 9_999
+    assert acquisition.expire() == []
+    clock.now_ms += 1
+    assert acquisition.expire() == [event_id]
+    event = site.events.get(event_id)
+    assert event.boxes_triggered == ("1", "2", "3") and event.boxes_received == ("1",)
+    assert acquisition.counts["boxes_timed_out"] == 1
+    assert acquisition.counts["error_responses"] == 1
+    # The straggler's answer after the timeout is dropped, not stored.
+    assert acquisition.receive(answer(commands[2], cycles(10)), "3") is None
+    assert site.events.get(event_id).boxes_received == ("1",)
+
+
+def test_responses_that_do_not_match_a_request_are_dropped(site: Store) -> None:
+    acquisition = Acquisition(site, timeout_ms=10_000, identity="test", clock_ms=Clock())
+    event_id, commands = acquisition.start(CaptureRequest(("1",), START_MS, START_MS + 1_000))
+    assert acquisition.receive(answer(commands[0], cycles(5)), "2") is None  # box 2 posing as box 1
+    assert acquisition.receive([b"\xff\x00garbage"], "1") is None
+    wrong_seq = Command(commands[0].seq + 1, "1", 0, "", commands[0].body)
+    assert acquisition.receive(answer(wrong_seq, cycles(5)), "1") is None
+    assert acquisition.counts["wrong_box_responses"] == 1
+    assert acquisition.counts["malformed_responses"] == 1
+    assert acquisition.counts["unexpected_responses"] == 1
+    assert site.events.get(event_id).boxes_received == ()
+    assert acquisition.receive(answer(commands[0], cycles(5)), "1") == event_id
+
+
+def test_a_capture_of_an_unknown_box_is_refused_and_stores_nothing(site: Store) -> None:
+    acquisition = Acquisition(site, timeout_ms=10_000, identity="test", clock_ms=Clock())
+    with pytest.raises(ProtocolError, match=r"unknown boxes \['99'\]"):
+        acquisition.start(CaptureRequest(("1", "99"), START_MS, START_MS + 1_000))
+    assert site.events.count() == 0
