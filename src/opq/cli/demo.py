@@ -1,9 +1,10 @@
-"""`opq demo`: a demo site on the embedded database, simulated boxes, and their live measurements."""
+"""`opq demo`: a demo site on the embedded database, Makai, simulated boxes, and what they see, live."""
 
 from __future__ import annotations
 
 import logging
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Annotated
 
 import typer
 import zmq
-import zmq.auth.thread
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
@@ -20,12 +21,16 @@ from opq.box.config import BoxConfig
 from opq.box.runtime import Box as RunningBox
 from opq.box.scenario import load_scenario
 from opq.box.simulator import Simulator
-from opq.cli.context import DbOption, database_url
+from opq.cli.context import DbOption, database_url, settings_of
+from opq.config import MakaiSettings
 from opq.errors import NotFound, ProtocolError
+from opq.makai.service import Makai, MakaiConfig
 from opq.protocol import BoxMeasurement, decode_measurement
+from opq.protocol.internal import EVENT_TOPIC, parse_event_announcement
 from opq.protocol.keys import KeyPair, generate_keypair, read_certificate, write_certificate
 from opq.store import Store, open_store
-from opq.store.models import Box, Location, UserProfile
+from opq.store.engine import redact
+from opq.store.models import Box, Event, Location, UserProfile
 
 logger = logging.getLogger(__name__)
 
@@ -50,48 +55,76 @@ def demo(
     boxes: Annotated[int, typer.Option(min=1, max=50, help="Simulated boxes to run.")] = 4,
     scenario: Annotated[Path, typer.Option(help="Scenario of the simulated supply.")] = DEFAULT_SCENARIO,
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its keys.")] = Path(".opq-demo"),
-    port: Annotated[int, typer.Option(help="Measurement port (0: any free port).")] = 9880,
+    port: Annotated[
+        int, typer.Option(help="Measurement port; other ports as Makai's settings (0: all free ports).")
+    ] = 9880,
     seconds: Annotated[float | None, typer.Option(help="Stop after this long (default: Ctrl-C).")] = None,
 ) -> None:
-    """Set up a demo site, run simulated boxes, and show what they measure, live."""
+    """Set up a demo site, run Makai and simulated boxes, and show measurements and events live."""
     supply = load_scenario(scenario)
-    # The boxes' connection notices would scroll the live table away.
-    logging.getLogger("opq.box").setLevel(logging.WARNING)
-    with open_store(database_url(ctx, db), upgrade=True) as store:
+    # The services' notices would scroll the live view away; warnings still show.
+    for name in ("opq.box", "opq.makai"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    url = database_url(ctx, db)
+    with open_store(url, upgrade=True) as store:
         password = _seed_site(store)
         server, box_keys = _keys(workdir, boxes)
         box_ids = _register_boxes(store, box_keys)
-        typer.echo(f"database: {store.url}\nlogin: {ADMIN} / {password}")
-        context = zmq.Context()
-        authenticator = _allow_registered_boxes(context, store)
-        receiver = context.socket(zmq.SUB)
-        try:
-            receiver.curve_server = True
-            receiver.curve_secretkey = (server.secret or "").encode()
-            receiver.setsockopt(zmq.SUBSCRIBE, b"")
-            if port == 0:
-                port = receiver.bind_to_random_port("tcp://127.0.0.1")
-            else:
-                receiver.bind(f"tcp://127.0.0.1:{port}")
-            running = [
-                RunningBox(
-                    _box_config(box_id, workdir, server.public, port),
-                    Simulator(supply, box_seed=index, start_ms=int(time.time() * 1000)),
-                )
-                for index, box_id in enumerate(box_ids)
-            ]
-            for box in running:
-                box.start()
-            try:
-                latest = _show_live(receiver, store, box_ids, seconds)
-            finally:
-                for box in running:
-                    box.stop()
-        finally:
-            receiver.close(linger=0)
-            authenticator.stop()
-            context.term()
-    typer.echo(f"\nreceived {sum(s.count for s in latest.values())} measurements from {len(latest)} boxes")
+        locations = {box.box_id: box.location or "" for box in store.boxes.list()}
+    settings = _makai_settings(settings_of(ctx).makai, port)
+    makai = Makai(MakaiConfig(settings, url, settings_of(ctx).retention, server.secret or ""))
+    makai.start()
+    stop = threading.Event()
+    watcher = threading.Thread(target=makai.run, args=(stop,), name="makai-watch")
+    watcher.start()
+    typer.echo(
+        f"database: {redact(url)}\nlogin: {ADMIN} / {password}\n"
+        f"makai health: http://{settings.service_host}:{makai.health.port}/"
+    )
+    running = [
+        RunningBox(
+            _box_config(box_id, workdir, server.public, settings),
+            Simulator(supply, box_seed=index, start_ms=int(time.time() * 1000)),
+        )
+        for index, box_id in enumerate(box_ids)
+    ]
+    view = _LiveView(settings, url, box_ids, locations)
+    try:
+        for box in running:
+            box.start()
+        view.run(seconds)
+    finally:
+        view.close()
+        for box in running:
+            box.stop()
+        stop.set()
+        watcher.join()
+        makai.stop()
+    received = sum(seen.count for seen in view.latest.values())
+    typer.echo(f"\nreceived {received} measurements from {len(view.latest)} boxes; {len(view.events)} events")
+
+
+def _makai_settings(settings: MakaiSettings, port: int) -> MakaiSettings:
+    """Makai for the demo: box endpoints on loopback; with port 0, every port a free one."""
+    changes: dict[str, object] = {"box_host": "127.0.0.1"}
+    if port == 0:
+        names = ("measurement", "command", "response", "live", "event", "capture", "relay")
+        changes |= {f"{name}_port": free for name, free in zip(names, _free_ports(len(names)), strict=True)}
+        changes["health_port"] = 0
+    else:
+        changes["measurement_port"] = port
+    return settings.model_copy(update=changes)
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _seed_site(store: Store) -> str:
@@ -140,38 +173,16 @@ def _register_boxes(store: Store, box_keys: list[tuple[str, KeyPair]]) -> list[s
     return [box_id for box_id, _ in box_keys]
 
 
-def _box_config(box_id: str, workdir: Path, server_public_key: str, port: int) -> BoxConfig:
+def _box_config(box_id: str, workdir: Path, server_public_key: str, settings: MakaiSettings) -> BoxConfig:
     return BoxConfig(
         box_id=box_id,
         box_certificate=workdir / "keys" / f"box{box_id}.key_secret",
         server_public_key=server_public_key,
-        measurement_port=port,
+        measurement_port=settings.measurement_port,
+        command_port=settings.command_port,
+        response_port=settings.response_port,
         buffer_seconds=120,
     )
-
-
-class _RegisteredBoxes:
-    """ZAP credentials: a CURVE client gets in only with the public key of a registered box."""
-
-    def __init__(self, store: Store) -> None:
-        self._allowed = set(store.boxes.public_keys())
-        self._lock = threading.Lock()
-
-    def callback(self, _domain: str, key: bytes) -> bool:
-        with self._lock:
-            allowed = key.decode() in self._allowed
-        if not allowed:
-            logger.warning("refused a box with unregistered key %s", key.decode())
-        return allowed
-
-
-def _allow_registered_boxes(
-    context: zmq.Context[zmq.Socket[bytes]], store: Store
-) -> zmq.auth.thread.ThreadAuthenticator:
-    authenticator = zmq.auth.thread.ThreadAuthenticator(context)
-    authenticator.start()
-    authenticator.configure_curve_callback("*", credentials_provider=_RegisteredBoxes(store))
-    return authenticator
 
 
 @dataclass
@@ -180,29 +191,90 @@ class _Seen:
     count: int
 
 
-def _show_live(
-    receiver: zmq.Socket[bytes], store: Store, box_ids: list[str], seconds: float | None
-) -> dict[str, _Seen]:
-    locations = {box.box_id: box.location or "" for box in store.boxes.list()}
-    latest: dict[str, _Seen] = {}
-    deadline = None if seconds is None else time.monotonic() + seconds
-    with Live(_table(latest, box_ids, locations), refresh_per_second=4) as live:
-        try:
-            while deadline is None or time.monotonic() < deadline:
-                if not receiver.poll(250):
-                    continue
-                _topic, payload = receiver.recv_multipart()
-                try:
-                    measurement = decode_measurement(payload)
-                except ProtocolError as err:
-                    logger.warning("dropped a malformed measurement: %s", err)
-                    continue
-                seen = latest.get(measurement.box_id)
-                latest[measurement.box_id] = _Seen(measurement, 1 if seen is None else seen.count + 1)
-                live.update(_table(latest, box_ids, locations))
-        except KeyboardInterrupt:
-            pass
-    return latest
+class _LiveView:
+    """Makai's live measurement stream and its event announcements, shown as two tables."""
+
+    def __init__(
+        self, settings: MakaiSettings, url: str, box_ids: list[str], locations: dict[str, str]
+    ) -> None:
+        self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._live = self._context.socket(zmq.SUB)
+        self._live.setsockopt(zmq.SUBSCRIBE, b"")
+        self._live.connect(f"tcp://{settings.service_host}:{settings.live_port}")
+        self._events = self._context.socket(zmq.SUB)
+        self._events.setsockopt(zmq.SUBSCRIBE, EVENT_TOPIC)
+        self._events.connect(f"tcp://{settings.service_host}:{settings.event_port}")
+        self._store = open_store(url)
+        self._box_ids = box_ids
+        self._locations = locations
+        self.latest: dict[str, _Seen] = {}
+        self.events: list[Event] = []
+
+    def run(self, seconds: float | None) -> None:
+        """Show what arrives until `seconds` pass (or Ctrl-C)."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        poller = zmq.Poller()
+        poller.register(self._live, zmq.POLLIN)
+        poller.register(self._events, zmq.POLLIN)
+        with Live(self._render(), refresh_per_second=4) as live:
+            try:
+                while deadline is None or time.monotonic() < deadline:
+                    poller.poll(250)
+                    self._read_measurements()
+                    self._read_events()
+                    live.update(self._render())
+            except KeyboardInterrupt:
+                pass
+
+    def close(self) -> None:
+        """Release the sockets and the store."""
+        self._context.destroy(linger=0)
+        self._store.close()
+
+    def _read_measurements(self) -> None:
+        while True:
+            try:
+                _topic, payload = self._live.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                measurement = decode_measurement(payload)
+            except ProtocolError as err:
+                logger.warning("dropped a malformed measurement: %s", err)
+                continue
+            seen = self.latest.get(measurement.box_id)
+            self.latest[measurement.box_id] = _Seen(measurement, 1 if seen is None else seen.count + 1)
+
+    def _read_events(self) -> None:
+        while True:
+            try:
+                frames = self._events.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                self.events.append(self._store.events.get(parse_event_announcement(frames)))
+            except (ProtocolError, NotFound) as err:
+                logger.warning("cannot show an announced event: %s", err)
+
+    def _render(self) -> Group:
+        return Group(_table(self.latest, self._box_ids, self._locations), _event_table(self.events[-8:]))
+
+
+def _event_table(events: list[Event]) -> Table:
+    table = Table(title="events captured by Makai (newest last)")
+    for column in ("event", "start (UTC)", "length [s]", "boxes asked", "boxes received", "why"):
+        table.add_column(column)
+    for event in events:
+        start, end = event.target_event_start_timestamp_ms, event.target_event_end_timestamp_ms
+        table.add_row(
+            str(event.event_id),
+            time.strftime("%H:%M:%S", time.gmtime(start / 1000)),
+            f"{(end - start) / 1000:.1f}",
+            ", ".join(event.boxes_triggered),
+            ", ".join(event.boxes_received),
+            event.description,
+        )
+    return table
 
 
 def _table(latest: dict[str, _Seen], box_ids: list[str], locations: dict[str, str]) -> Table:
