@@ -222,3 +222,34 @@ def _sag_recorded(store: Store, event_id: int) -> bool:
     data = np.frombuffer(store.files.read_bytes(f"event_{event_id}_1"), "<i2") / 152.5
     rms = np.sqrt(np.mean(data[: len(data) // 200 * 200].reshape(-1, 200) ** 2, axis=1))
     return bool(rms.min() < 0.6 * 120 and rms.max() > 0.95 * 120)
+
+
+def test_a_box_posing_as_another_and_a_revoked_box_are_dropped_and_counted(
+    makai: Makai, site: tuple[str, Path, str], tmp_path: Path
+) -> None:
+    url, keys, server_key = site
+    settings = makai.config.settings
+    quiet = tmp_path / "clean.toml"
+    quiet.write_text(SCENARIO.split("[[disturbances]]")[0])
+    # Box 1's key, but measurements that say they come from box 2.
+    impostor = run_box("2", keys / "box1.key_secret", server_key, settings, quiet)
+    honest = run_box("2", keys / "box2.key_secret", server_key, settings, quiet)
+    try:
+        wait_until(lambda: _health(makai)["ingest"].get("dropped", {}).get("wrong_box", 0) >= 6)
+        wait_until(lambda: "2" in _health(makai)["ingest"].get("boxes", {}) or _stored(url, "2"))
+        with open_store(url) as store:
+            store.boxes.set_public_key("2", None)
+        wait_until(lambda: _health(makai)["ingest"].get("dropped", {}).get("revoked", 0) >= 6)
+        with open_store(url) as store:
+            before = store.measurements.count()
+        time.sleep(1.5)
+        with open_store(url) as store:
+            assert store.measurements.count() == before  # box 2 is out since its key was revoked
+    finally:
+        impostor.stop()
+        honest.stop()
+
+
+def _stored(url: str, box_id: str) -> bool:
+    with open_store(url) as store:
+        return store.measurements.latest(box_id) is not None
