@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ValidationError
 
 from opq.domain import SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE
+from opq.errors import ConfigError
 
 ENTRY_POINT_GROUP: Final = "opq.mauka.plugins"
 
@@ -123,3 +125,21 @@ class Plugin(Protocol):
     def analyze(self, waveform: Waveform) -> Sequence[Finding]:
         """The disturbances in one box's waveform; [] if none."""
         ...
+
+
+SettingsModel = TypeVar("SettingsModel", bound=BaseModel)
+
+
+def plugin_settings(
+    plugin_name: str, model: type[SettingsModel], settings: Mapping[str, Any] | None
+) -> SettingsModel:
+    """A plugin's settings checked by its model; ConfigError names the plugin, each bad key and value."""
+    try:
+        return model.model_validate(dict(settings or {}))
+    except ValidationError as err:
+        problems = []
+        for item in err.errors():
+            message = item["msg"].removeprefix("Value error, ")
+            key = ".".join(str(part) for part in item["loc"])
+            problems.append(f"{key} = {item.get('input')!r}: {message}" if key else message)
+        raise ConfigError(f"plugin {plugin_name}: bad setting " + "; ".join(problems)) from err

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from opq.domain import SAMPLES_PER_CYCLE
 from opq.domain.frequency_variations import (
@@ -15,8 +15,7 @@ from opq.domain.frequency_variations import (
     frequency_variations,
     ieee_duration,
 )
-from opq.errors import ConfigError
-from opq.mauka.plugin import Finding, Waveform
+from opq.mauka.plugin import Finding, Waveform, plugin_settings
 
 NAME = "frequency_variation"
 
@@ -45,12 +44,7 @@ class FrequencyVariationPlugin:
     name: str = NAME
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
-        try:
-            self.settings = FrequencyVariationSettings.model_validate(
-                dict(settings) if settings is not None else {}
-            )
-        except ValidationError as err:
-            raise ConfigError(_describe(err)) from err
+        self.settings = plugin_settings(NAME, FrequencyVariationSettings, settings)
         self._limits = FrequencyLimits(**self.settings.model_dump())
 
     def analyze(self, waveform: Waveform) -> list[Finding]:
@@ -80,12 +74,3 @@ class FrequencyVariationPlugin:
                 "open_end": bool(variation.open_end),
             },
         )
-
-
-def _describe(err: ValidationError) -> str:
-    """What was wrong, naming this plugin and each bad key and value (a cross-key rule names its own)."""
-    problems = []
-    for item in err.errors():
-        key = ".".join(str(part) for part in item["loc"])
-        problems.append(f"{key} = {item.get('input')!r}: {item['msg']}" if key else item["msg"])
-    return f"plugin {NAME}: bad settings: " + "; ".join(problems)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from opq.domain import NOMINAL_VOLTAGE_V
 from opq.domain.ieee1159 import Variation, VariationThresholds, rms_variations
-from opq.errors import ConfigError
-from opq.mauka.plugin import Finding, Waveform
+from opq.mauka.plugin import Finding, Waveform, plugin_settings
 
 
 class VoltageSettings(BaseModel):
@@ -36,15 +35,7 @@ class VoltageSettings(BaseModel):
 
 def voltage_settings(plugin_name: str, settings: Mapping[str, Any] | None) -> VoltageSettings:
     """A voltage plugin's validated settings; ConfigError names the plugin, each bad key and its value."""
-    try:
-        return VoltageSettings.model_validate(dict(settings or {}))
-    except ValidationError as err:
-        problems = []
-        for item in err.errors():
-            message = item["msg"].removeprefix("Value error, ")
-            key = ".".join(str(part) for part in item["loc"])
-            problems.append(f"{key} = {item.get('input')!r}: {message}" if key else message)
-        raise ConfigError(f"plugin {plugin_name}: bad setting " + "; ".join(problems)) from err
+    return plugin_settings(plugin_name, VoltageSettings, settings)
 
 
 def variation_finding(

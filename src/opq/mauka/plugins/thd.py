@@ -6,12 +6,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from opq.domain.frequency_variations import ieee_duration
 from opq.domain.thd_variations import EXCESSIVE_THD, ThdLimits, ThdVariation, thd_variations
-from opq.errors import ConfigError
-from opq.mauka.plugin import Finding, Waveform
+from opq.mauka.plugin import Finding, Waveform, plugin_settings
 
 NAME = "thd"
 
@@ -53,10 +52,7 @@ class ThdPlugin:
     name: str = NAME
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
-        try:
-            self.settings = ThdSettings.model_validate(dict(settings) if settings is not None else {})
-        except ValidationError as err:
-            raise ConfigError(_describe(err)) from err
+        self.settings = plugin_settings(NAME, ThdSettings, settings)
         self._limits = self.settings.limits()
 
     def analyze(self, waveform: Waveform) -> list[Finding]:
@@ -83,12 +79,3 @@ class ThdPlugin:
                 "open_end": bool(variation.open_end),
             },
         )
-
-
-def _describe(err: ValidationError) -> str:
-    """What was wrong, naming this plugin and each bad key and value (a cross-key rule names its own)."""
-    problems = []
-    for item in err.errors():
-        key = ".".join(str(part) for part in item["loc"])
-        problems.append(f"{key} = {item.get('input')!r}: {item['msg']}" if key else item["msg"])
-    return f"plugin {NAME}: bad settings: " + "; ".join(problems)

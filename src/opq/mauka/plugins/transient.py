@@ -6,11 +6,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from opq.domain.transients import MAX_LULL_MS, NOISE_FLOOR_V, Transient, transients
-from opq.errors import ConfigError
-from opq.mauka.plugin import SAMPLE_PERIOD_MS, Finding, Waveform
+from opq.mauka.plugin import SAMPLE_PERIOD_MS, Finding, Waveform, plugin_settings
 
 NAME = "transient"
 
@@ -35,10 +34,7 @@ class TransientPlugin:
     name: str = NAME
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
-        try:
-            self.settings = TransientSettings.model_validate(dict(settings) if settings is not None else {})
-        except ValidationError as err:
-            raise ConfigError(_describe(err)) from err
+        self.settings = plugin_settings(NAME, TransientSettings, settings)
 
     def analyze(self, waveform: Waveform) -> list[Finding]:
         """One finding per transient with at least one classification; [] if none."""
@@ -87,12 +83,3 @@ class TransientPlugin:
             deviation_from_nominal=float(transient.peak_v),
             metadata=metadata,
         )
-
-
-def _describe(err: ValidationError) -> str:
-    """What was wrong, naming this plugin and each bad key and value (a cross-key rule names its own)."""
-    problems = []
-    for item in err.errors():
-        key = ".".join(str(part) for part in item["loc"])
-        problems.append(f"{key} = {item.get('input')!r}: {item['msg']}" if key else item["msg"])
-    return f"plugin {NAME}: bad settings: " + "; ".join(problems)
