@@ -90,8 +90,14 @@ def start_authenticator(
     return authenticator
 
 
+MAX_FRAME_BYTES: Final = 64 * 1024
+"""Largest frame a box may send (a measurement is ~100 bytes, a cycle 400): a bigger one drops its
+connection before it is read into memory."""
+
+
 def curve_server(socket: zmq.Socket[bytes], secret_key: str) -> None:
-    """Make `socket` a CURVE server with the cloud's secret key (Z85); ZAP decides who gets in."""
+    """Make `socket` a CURVE server for boxes with the cloud's secret key (Z85); ZAP decides who gets in."""
+    socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
     socket.curve_server = True
     socket.curve_secretkey = secret_key.encode("ascii")
     socket.zap_enforce_domain = False
