@@ -1,11 +1,10 @@
-"""`opq demo`: a demo site on the embedded database, Makai, simulated boxes, and what they see, live."""
+"""`opq demo`: a demo site on the embedded database, Makai, Mauka and simulated boxes, live."""
 
 from __future__ import annotations
 
 import logging
 import secrets
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
+from opq.app.cloud import Cloud
 from opq.box.config import BoxConfig
 from opq.box.runtime import Box as RunningBox
 from opq.box.scenario import load_scenario
@@ -24,13 +24,12 @@ from opq.box.simulator import Simulator
 from opq.cli.context import DbOption, database_url, settings_of
 from opq.config import MakaiSettings
 from opq.errors import NotFound, ProtocolError
-from opq.makai.service import Makai, MakaiConfig
 from opq.protocol import BoxMeasurement, decode_measurement
 from opq.protocol.internal import EVENT_TOPIC, parse_event_announcement
 from opq.protocol.keys import KeyPair, generate_keypair, read_certificate, write_certificate
 from opq.store import Store, open_store
 from opq.store.engine import redact
-from opq.store.models import Box, Event, Location, UserProfile
+from opq.store.models import Box, Event, Incident, Location, UserProfile
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +59,10 @@ def demo(
     ] = 9880,
     seconds: Annotated[float | None, typer.Option(help="Stop after this long (default: Ctrl-C).")] = None,
 ) -> None:
-    """Set up a demo site, run Makai and simulated boxes, and show measurements and events live."""
+    """Set up a demo site, run Makai, Mauka and simulated boxes; show measurements, events, incidents live."""
     supply = load_scenario(scenario)
     # The services' notices would scroll the live view away; warnings still show.
-    for name in ("opq.box", "opq.makai"):
+    for name in ("opq.box", "opq.makai", "opq.mauka", "opq.app"):
         logging.getLogger(name).setLevel(logging.WARNING)
     url = database_url(ctx, db)
     with open_store(url, upgrade=True) as store:
@@ -71,15 +70,14 @@ def demo(
         server, box_keys = _keys(workdir, boxes)
         box_ids = _register_boxes(store, box_keys)
         locations = {box.box_id: box.location or "" for box in store.boxes.list()}
-    settings = _makai_settings(settings_of(ctx).makai, port)
-    makai = Makai(MakaiConfig(settings, url, settings_of(ctx).retention, server.secret or ""))
-    makai.start()
-    stop = threading.Event()
-    watcher = threading.Thread(target=makai.run, args=(stop,), name="makai-watch")
-    watcher.start()
+    config = settings_of(ctx)
+    settings = _makai_settings(config.makai, port)
+    mauka = config.mauka.model_copy(update={"health_port": 0} if port == 0 else {})
+    cloud = Cloud(config.model_copy(update={"makai": settings, "mauka": mauka}), url, server.secret or "")
+    cloud.start()
     typer.echo(
         f"database: {redact(url)}\nlogin: {ADMIN} / {password}\n"
-        f"makai health: http://{settings.service_host}:{makai.health.port}/"
+        f"makai health: http://{settings.service_host}:{cloud.makai.health.port}/"
     )
     running = [
         RunningBox(
@@ -97,11 +95,12 @@ def demo(
         view.close()
         for box in running:
             box.stop()
-        stop.set()
-        watcher.join()
-        makai.stop()
+        cloud.stop()
     received = sum(seen.count for seen in view.latest.values())
-    typer.echo(f"\nreceived {received} measurements from {len(view.latest)} boxes; {len(view.events)} events")
+    typer.echo(
+        f"\nreceived {received} measurements from {len(view.latest)} boxes; "
+        f"{len(view.events)} events; {len(view.incidents)} incidents"
+    )
 
 
 def _makai_settings(settings: MakaiSettings, port: int) -> MakaiSettings:
@@ -209,6 +208,9 @@ class _LiveView:
         self._locations = locations
         self.latest: dict[str, _Seen] = {}
         self.events: list[Event] = []
+        self.incidents: dict[int, Incident] = {}
+        self._since_ms = int(time.time() * 1000)
+        self._next_incident_read = 0.0
 
     def run(self, seconds: float | None) -> None:
         """Show what arrives until `seconds` pass (or Ctrl-C)."""
@@ -222,6 +224,7 @@ class _LiveView:
                     poller.poll(250)
                     self._read_measurements()
                     self._read_events()
+                    self._read_incidents()
                     live.update(self._render())
             except KeyboardInterrupt:
                 pass
@@ -256,8 +259,21 @@ class _LiveView:
             except (ProtocolError, NotFound) as err:
                 logger.warning("cannot show an announced event: %s", err)
 
+    def _read_incidents(self) -> None:
+        # Mauka announces nothing: its incidents are read from the store, once a second.
+        if time.monotonic() < self._next_incident_read:
+            return
+        self._next_incident_read = time.monotonic() + 1.0
+        for incident in self._store.incidents.list(start_ms=self._since_ms - 60_000, limit=1000):
+            self.incidents.setdefault(incident.incident_id, incident)
+
     def _render(self) -> Group:
-        return Group(_table(self.latest, self._box_ids, self._locations), _event_table(self.events[-8:]))
+        incidents = sorted(self.incidents.values(), key=lambda i: i.incident_id)[-10:]
+        return Group(
+            _table(self.latest, self._box_ids, self._locations),
+            _event_table(self.events[-6:]),
+            _incident_table(incidents),
+        )
 
 
 def _event_table(events: list[Event]) -> Table:
@@ -273,6 +289,26 @@ def _event_table(events: list[Event]) -> Table:
             ", ".join(event.boxes_triggered),
             ", ".join(event.boxes_received),
             event.description,
+        )
+    return table
+
+
+def _incident_table(incidents: list[Incident]) -> Table:
+    table = Table(title="incidents classified by Mauka (newest last)")
+    for column in ("incident", "event", "box", "location", "start (UTC)", "class", "duration", "deviation"):
+        table.add_column(column)
+    for incident in incidents:
+        length_ms = incident.end_timestamp_ms - incident.start_timestamp_ms
+        deviation = incident.deviation_from_nominal
+        table.add_row(
+            str(incident.incident_id),
+            "" if incident.event_id is None else str(incident.event_id),
+            incident.box_id,
+            incident.location or "",
+            time.strftime("%H:%M:%S", time.gmtime(incident.start_timestamp_ms / 1000)),
+            ", ".join(incident.classifications),
+            f"{length_ms / 1000:.3f} s {incident.ieee_duration or ''}",
+            "" if deviation is None else f"{deviation:+.1f}",
         )
     return table
 

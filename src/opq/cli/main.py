@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from opq.cli import bench, box, boxes, db, demo, keys, makai, places, users
+from opq.cli import analyze, bench, box, boxes, db, demo, keys, makai, mauka, places, users
 from opq.cli.logs import configure_logging
 from opq.config import load_settings
 from opq.errors import ConfigError, Conflict, InvalidValue, NotFound, OpqError
@@ -73,8 +73,10 @@ app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")
 app.add_typer(box.app, name="box")
 app.add_typer(makai.app, name="makai")
+app.add_typer(mauka.app, name="mauka")
 app.add_typer(bench.app, name="bench")
 app.command("demo")(demo.demo)
+app.command("analyze")(analyze.analyze)
 
 
 @app.callback()

@@ -69,3 +69,26 @@ def window_thd_ratio(samples_v: npt.NDArray[np.float64]) -> npt.NDArray[np.float
 def residual_v(samples_v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """The waveform minus its fundamental [V] (0 in the first and last 80 samples)."""
     return highpass_residual_v(samples_v)
+
+
+def flagged(
+    half_cycle_rms_v: npt.NDArray[np.float64],
+    start_samples: npt.NDArray[np.int64],
+    length_samples: int,
+    low_v: float,
+    high_v: float,
+) -> npt.NDArray[np.bool_]:
+    """Which spans [start, start + length) [samples] overlap a Urms(1/2) value outside [low_v, high_v].
+
+    IEC 61000-4-30 4.7 flags every value measured over an interval holding a dip, swell or
+    interruption: the edges of a sag smear broadband energy into THD and bend zero crossings,
+    so such values describe the dip, not the harmonics or the frequency.
+    """
+    outside = (half_cycle_rms_v < low_v) | (half_cycle_rms_v > high_v)
+    count = np.concatenate([[0], np.cumsum(outside)])
+    n = len(outside)
+    # Value j covers samples [100j, 100j + 200): it overlaps the span when j > (start - 200)/100
+    # and j < (start + length)/100.
+    first = np.clip(np.floor_divide(start_samples - 2 * _HALF_CYCLE, _HALF_CYCLE) + 1, 0, n)
+    stop = np.clip(-np.floor_divide(-(start_samples + length_samples), _HALF_CYCLE), 0, n)
+    return np.asarray(count[np.maximum(stop, first)] - count[first] > 0)

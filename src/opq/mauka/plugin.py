@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ValidationError
 
-from opq.domain import SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE
+from opq.domain import NOMINAL_VOLTAGE_V, SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE
 from opq.errors import ConfigError
 
 ENTRY_POINT_GROUP: Final = "opq.mauka.plugins"
@@ -93,6 +93,19 @@ class Features:
         from opq.mauka import features
 
         return features.window_thd_ratio(self.samples_v)
+
+    def flagged(
+        self, start_samples: npt.NDArray[np.int64], length_samples: int, nominal_v: float = NOMINAL_VOLTAGE_V
+    ) -> npt.NDArray[np.bool_]:
+        """Which spans [samples] overlap a dip, swell or interruption (Urms(1/2) outside 0.9–1.1 pu).
+
+        IEC 61000-4-30 flags values measured over such intervals; see `features.flagged`.
+        """
+        from opq.mauka import features
+
+        return features.flagged(
+            self.half_cycle_rms_v, start_samples, length_samples, 0.9 * nominal_v, 1.1 * nominal_v
+        )
 
     @cached_property
     def residual_v(self) -> npt.NDArray[np.float64]:

@@ -119,6 +119,21 @@ class Events:
         if not done:
             raise NotFound(f"no event {event_id}")
 
+    def keep_until(self, event_id: int, expire_at: int | None) -> None:
+        """Make an event (with its box events and waveforms) live at least until expire_at [ms].
+
+        None keeps it for ever. A lifetime is only ever lengthened: what one incident needs is not
+        taken from what another needs.
+        """
+        ev = schema.events
+        update = ev.update().where(ev.c.event_id == event_id)
+        if expire_at is not None:
+            update = update.where(ev.c.expire_at < expire_at)
+        with translated(f"extend the lifetime of event {event_id}"), write_transaction(self._engine) as conn:
+            if not _event_exists(conn, event_id):
+                raise NotFound(f"no event {event_id}")
+            conn.execute(update.values(expire_at=expire_at))
+
     def record_analysis(self, event_id: int, analyzed_ms: int, plugins: dict[str, Any]) -> None:
         """Record that analysis finished with an event, and how each plugin fared (replacing any before)."""
         a = schema.event_analyses

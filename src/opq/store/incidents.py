@@ -126,13 +126,35 @@ class Incidents:
                 raise NotFound(f"no incident {incident_id}")
             conn.execute(schema.incident_annotations.insert().values(row))
 
+    def set_end(self, incident_id: int, end_ms: int, *, metadata: dict[str, Any] | None = None) -> None:
+        """Move an incident's end (an outage still going on, or over); `metadata` keys are merged in.
+
+        Its lifetime follows: the incident expires `lifetime_ms` after its new end.
+        """
+        inc = schema.incidents
+        where = f"incident {incident_id}"
+        update: dict[str, Any] = {
+            "end_timestamp_ms": end_ms,
+            "expire_at": None if self._lifetime_ms is None else end_ms + self._lifetime_ms,
+        }
+        query = select(inc.c.start_timestamp_ms, inc.c.metadata).where(inc.c.incident_id == incident_id)
+        with translated(f"set the end of {where}"), write_transaction(self._engine) as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                raise NotFound(f"no {where}")
+            if end_ms < row.start_timestamp_ms:
+                raise InvalidValue(f"{where}: end {end_ms} ms is before its start {row.start_timestamp_ms}")
+            if metadata:
+                update["metadata"] = {**row.metadata, **_plain(metadata, f"{where}: metadata")}
+            conn.execute(inc.update().where(inc.c.incident_id == incident_id).values(update))
+
     def delete_for_event(self, event_id: int, *, produced_by: str | None = None) -> int:
         """Delete an event's incidents (only those of plugin `produced_by` if given); how many.
 
         Their classifications, annotations and waveform files go with them, so the event can be
         analyzed again.
         """
-        inc, f, c = schema.incidents, schema.files, schema.chunks
+        inc = schema.incidents
         query = select(inc.c.incident_id, inc.c.metadata).where(inc.c.event_id == event_id)
         with translated(f"delete the incidents of event {event_id}"), write_transaction(self._engine) as conn:
             ids = [
@@ -140,13 +162,16 @@ class Incidents:
                 for iid, metadata in conn.execute(query)
                 if produced_by is None or metadata.get("plugin") == produced_by
             ]
-            if not ids:
-                return 0
-            files = select(f.c.id).where(f.c.incident_id.in_(ids))
-            conn.execute(c.delete().where(c.c.files_id.in_(files)))
-            conn.execute(f.delete().where(f.c.incident_id.in_(ids)))
-            for table in (schema.incident_classifications, schema.incident_annotations, inc):
-                conn.execute(table.delete().where(table.c.incident_id.in_(ids)))
+            _delete(conn, ids)
+        return len(ids)
+
+    def delete_expired(self, now_ms: int) -> int:
+        """Delete the incidents whose lifetime ended by now_ms, with their waveform files; how many."""
+        inc = schema.incidents
+        query = select(inc.c.incident_id).where(inc.c.expire_at <= now_ms)
+        with translated("delete expired incidents"), write_transaction(self._engine) as conn:
+            ids = list(conn.execute(query).scalars())
+            _delete(conn, ids)
         return len(ids)
 
     def count(self, since_ms: int | None = None) -> int:
@@ -157,6 +182,18 @@ class Incidents:
             query = query.where(inc.c.start_timestamp_ms >= since_ms)
         with translated("count incidents"), self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+
+def _delete(conn: Connection, ids: Sequence[int]) -> None:
+    """Delete incidents with their classifications, annotations and waveform files."""
+    if not ids:
+        return
+    inc, f, c = schema.incidents, schema.files, schema.chunks
+    files = select(f.c.id).where(f.c.incident_id.in_(ids))
+    conn.execute(c.delete().where(c.c.files_id.in_(files)))
+    conn.execute(f.delete().where(f.c.incident_id.in_(ids)))
+    for table in (schema.incident_classifications, schema.incident_annotations, inc):
+        conn.execute(table.delete().where(table.c.incident_id.in_(ids)))
 
 
 def _incident_row(incident: Incident) -> dict[str, Any]:

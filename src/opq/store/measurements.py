@@ -201,6 +201,20 @@ class Measurements:
             row = conn.execute(query).first()
         return None if row is None else Measurement(*row)
 
+    def first_after(self, box_id: str, timestamp_ms: int) -> Measurement | None:
+        """A box's oldest stored measurement with a timestamp after timestamp_ms, if any."""
+        m = schema.measurements
+        query = (
+            select(m.c.box_id, m.c.timestamp_ms, m.c.voltage, m.c.frequency, m.c.thd, m.c.transient)
+            .where(m.c.box_id == box_id, m.c.timestamp_ms > timestamp_ms)
+            .order_by(m.c.timestamp_ms)
+            .limit(1)
+        )
+        action = f"read the first measurement of box {box_id!r} after {timestamp_ms}"
+        with translated(action), self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else Measurement(*row)
+
     def count(self, since_ms: int | None = None) -> int:
         """How many measurements are stored (with timestamp_ms >= since_ms, if given)."""
         m = schema.measurements
@@ -272,6 +286,21 @@ class Trends:
                 row[f"{metric}_{part}"] = None if stats is None else getattr(stats, part)
         return row
 
+    def keep_until(self, box_id: str, start_ms: int, end_ms: int, expire_at: int | None) -> int:
+        """Make one box's trends with start_ms <= timestamp_ms <= end_ms live at least until expire_at.
+
+        None keeps them for ever; a lifetime is only ever lengthened. How many trends were extended.
+        """
+        t = schema.trends
+        update = t.update().where(t.c.box_id == box_id, t.c.timestamp_ms.between(start_ms, end_ms))
+        if expire_at is not None:
+            update = update.where(t.c.expire_at < expire_at)
+        else:
+            update = update.where(t.c.expire_at.is_not(None))
+        action = f"extend the lifetime of trends of box {box_id!r}"
+        with translated(action), write_transaction(self._engine) as conn:
+            return int(conn.execute(update.values(expire_at=expire_at)).rowcount)
+
     def for_box(self, box_id: str, start_ms: int, end_ms: int) -> list[Trend]:
         """One box's trends with start_ms <= timestamp_ms <= end_ms, oldest first."""
         t = schema.trends
@@ -282,6 +311,17 @@ class Trends:
         )
         with translated(f"read trends of box {box_id!r}"), self._engine.connect() as conn:
             return [_trend(row._mapping) for row in conn.execute(query)]
+
+    def per_box(self) -> list[tuple[str, int, int, int]]:
+        """(box_id, first timestamp_ms, last timestamp_ms, count) of each box's trends, by box."""
+        t = schema.trends
+        query = (
+            select(t.c.box_id, func.min(t.c.timestamp_ms), func.max(t.c.timestamp_ms), func.count())
+            .group_by(t.c.box_id)
+            .order_by(t.c.box_id)
+        )
+        with translated("summarize trends per box"), self._engine.connect() as conn:
+            return [(str(box), int(first), int(last), int(n)) for box, first, last, n in conn.execute(query)]
 
     def count(self, since_ms: int | None = None) -> int:
         """How many trends are stored (with timestamp_ms >= since_ms, if given)."""

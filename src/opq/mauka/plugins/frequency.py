@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from opq.domain import SAMPLES_PER_CYCLE
@@ -48,8 +49,16 @@ class FrequencyVariationPlugin:
         self._limits = FrequencyLimits(**self.settings.model_dump())
 
     def analyze(self, waveform: Waveform) -> list[Finding]:
-        """One finding per frequency variation in the waveform; [] if none."""
-        found = frequency_variations(waveform.features.cycle_frequency_hz, self._limits)
+        """One finding per frequency variation in the waveform; [] if none.
+
+        Values over a dip, swell or interruption are flagged (IEC 61000-4-30) and left out: a sag's
+        edges bend the zero crossings by up to ±0.7 Hz.
+        """
+        features = waveform.features
+        frequency = features.cycle_frequency_hz.copy()
+        starts = np.arange(len(frequency), dtype=np.int64) * SAMPLES_PER_CYCLE
+        frequency[features.flagged(starts, 2 * SAMPLES_PER_CYCLE)] = np.nan
+        found = frequency_variations(frequency, self._limits)
         return [self._finding(waveform, variation) for variation in found]
 
     def _finding(self, waveform: Waveform, variation: FrequencyVariation) -> Finding:

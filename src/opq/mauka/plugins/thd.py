@@ -6,10 +6,17 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from opq.domain.frequency_variations import ieee_duration
-from opq.domain.thd_variations import EXCESSIVE_THD, ThdLimits, ThdVariation, thd_variations
+from opq.domain.thd_variations import (
+    EXCESSIVE_THD,
+    THD_WINDOW_SAMPLES,
+    ThdLimits,
+    ThdVariation,
+    thd_variations,
+)
 from opq.mauka.plugin import Finding, Waveform, plugin_settings
 
 NAME = "thd"
@@ -56,8 +63,15 @@ class ThdPlugin:
         self._limits = self.settings.limits()
 
     def analyze(self, waveform: Waveform) -> list[Finding]:
-        """One finding per run of excessive THD in the waveform; [] if none."""
-        found = thd_variations(waveform.features.window_thd_ratio, self._limits)
+        """One finding per run of excessive THD in the waveform; [] if none.
+
+        Windows overlapping a dip, swell or interruption are flagged (IEC 61000-4-30) and left out.
+        """
+        features = waveform.features
+        thd = features.window_thd_ratio.copy()
+        starts = np.arange(len(thd), dtype=np.int64) * THD_WINDOW_SAMPLES
+        thd[features.flagged(starts, THD_WINDOW_SAMPLES)] = np.nan
+        found = thd_variations(thd, self._limits)
         return [self._finding(waveform, variation) for variation in found]
 
     def _finding(self, waveform: Waveform, variation: ThdVariation) -> Finding:

@@ -1,0 +1,1 @@
+"""Where concrete parts of several services are wired together: the offline chain, the whole cloud."""
