@@ -8,7 +8,7 @@ from sqlalchemy import select
 from opq.config import RetentionSettings
 from opq.store import Store, open_store, schema
 from opq.store.measurements import DAY_MS
-from opq.store.models import Event, Measurement, Stats, Trend, UserProfile
+from opq.store.models import Event, Incident, Measurement, Stats, Trend, UserProfile
 from opq.store.retention import UNFINISHED_UPLOAD_MS
 from opq.store.users import Users
 
@@ -76,3 +76,26 @@ def test_unfinished_uploads_are_pruned_after_a_day(store: Store) -> None:
     assert store.prune(started_ms + UNFINISHED_UPLOAD_MS - 1)["unfinished_files"] == 0
     assert store.prune(started_ms + UNFINISHED_UPLOAD_MS + 1)["unfinished_files"] == 1
     assert store.row_counts()["chunks"] == 0
+
+
+def test_an_expired_incident_goes_with_its_classifications_and_trimmed_waveform(db_url: str) -> None:
+    with open_store(db_url, RetentionSettings(incidents_s=3_600)) as store:
+        for incident_id, end_ms in ((1, T0_MS), (2, T0_MS + DAY_MS)):
+            store.files.put(f"incident_{incident_id}", b"\x01\x00" * 100, incident_id=incident_id)
+            store.incidents.add(
+                Incident(
+                    incident_id=incident_id,
+                    box_id="1000",
+                    start_timestamp_ms=end_ms - 200,
+                    end_timestamp_ms=end_ms,
+                    measurement_type="VOLTAGE",
+                    classifications=("VOLTAGE_SAG",),
+                    gridfs_filename=f"incident_{incident_id}",
+                )
+            )
+        assert store.prune(T0_MS + 2 * HOUR_MS)["incidents"] == 1
+        assert [i.incident_id for i in store.incidents.list()] == [2]
+        assert not store.files.exists("incident_1") and store.files.exists("incident_2")
+        with store.engine.connect() as conn:
+            left = conn.execute(select(schema.incident_classifications.c.incident_id)).scalars().all()
+        assert left == [2]

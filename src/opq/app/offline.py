@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from opq.box.measuring import MeasurementBuilder
-from opq.box.replay import RecordingSource
+from opq.box.source import SampleSource
 from opq.config import MakaiSettings
 from opq.makai.capture import CapturePlanner
 from opq.makai.triggering import limits_of
@@ -51,14 +51,14 @@ class OfflineAnalysis:
 
 
 def analyze_recording(
-    source: RecordingSource,
+    source: SampleSource,
     plugins: Sequence[Plugin],
     *,
     thresholds: TriggerThresholds | None = None,
     settings: MakaiSettings | None = None,
     cycles_per_measurement: int = 10,
 ) -> OfflineAnalysis:
-    """Run a recording through what a box, Makai and Mauka would do with it, in memory.
+    """Run a recording (or any box source) through what a box, Makai and Mauka would do, in memory.
 
     The recording is measured as a box would (six measurements a second by default), the
     measurements go through Makai's triggering with `thresholds` (the store's defaults if None),

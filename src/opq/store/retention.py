@@ -11,6 +11,7 @@ from opq.store import schema
 from opq.store.engine import translated, write_transaction
 from opq.store.events import Events
 from opq.store.files import Files
+from opq.store.incidents import Incidents
 from opq.store.measurements import DAY_MS
 
 logger = logging.getLogger(__name__)
@@ -22,17 +23,21 @@ _PARTITION = re.compile(r"^measurements_d(\d+)$")
 UNFINISHED_UPLOAD_MS = DAY_MS
 
 
-def prune_expired(engine: Engine, events: Events, files: Files, now_ms: int) -> dict[str, int]:
+def prune_expired(
+    engine: Engine, events: Events, incidents: Incidents, files: Files, now_ms: int
+) -> dict[str, int]:
     """Delete every record whose expire_at has passed; the rows deleted per collection."""
     deleted: dict[str, int] = {}
     with translated("prune expired measurements"), write_transaction(engine) as conn:
         if _is_postgres(engine):
             deleted["measurement_partitions"] = _drop_expired_partitions(conn, now_ms)
         deleted["measurements"] = _delete_expired(conn, schema.measurements, now_ms)
-    for table in (schema.trends, schema.incidents, schema.notifications, schema.health):
+    for table in (schema.trends, schema.notifications, schema.health):
         with translated(f"prune expired {table.name}"), write_transaction(engine) as conn:
             deleted[table.name] = _delete_expired(conn, table, now_ms)
-    # Events go one by one through the events repository, which takes their box events and
+    deleted["incidents"] = incidents.delete_expired(now_ms)
+    # Incidents go through their repository, which takes their classifications, annotations and
+    # trimmed waveforms along; events one by one through theirs, which takes their box events and
     # waveform files along.
     expired_events = select(schema.events.c.event_id).where(schema.events.c.expire_at <= now_ms)
     with translated("find expired events"), engine.connect() as conn:

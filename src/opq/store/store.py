@@ -62,7 +62,7 @@ class Store:
 
     def prune(self, now_ms: int) -> dict[str, int]:
         """Delete what expired by now_ms; how much was deleted per collection."""
-        return prune_expired(self.engine, self.events, self.files, now_ms)
+        return prune_expired(self.engine, self.events, self.incidents, self.files, now_ms)
 
     def row_counts(self) -> dict[str, int]:
         """How many rows each table holds."""
