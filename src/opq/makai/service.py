@@ -22,8 +22,8 @@ import zmq
 
 from opq.config import MakaiSettings, RetentionSettings
 from opq.makai.acquirer import Acquirer, CommandRelay
-from opq.makai.health import HealthServer
 from opq.makai.ingest import Ingest
+from opq.protocol.health_http import HealthServer
 from opq.store import open_store
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,12 @@ class Makai:
         self._rate = (0.0, 0)
         self.measurements_per_s = 0.0
         settings = config.settings
-        self.health = HealthServer(settings.service_host, settings.health_port, self.summary, self.boxes)
+        self.health = HealthServer(
+            settings.service_host,
+            settings.health_port,
+            {"/": self.summary, "/boxes": self.boxes},
+            name="makai",
+        )
 
     def start(self) -> None:
         """Start the processes and the health server."""

@@ -15,13 +15,13 @@ import zmq
 from opq.config import MaukaSettings
 from opq.errors import Conflict, InvalidValue, NotFound, OpqError, ProtocolError, StorageError
 from opq.mauka.analysis import PluginCounters, analyze_event
-from opq.mauka.health import HealthServer
 from opq.mauka.lifecycle import collect_garbage
 from opq.mauka.outage import OutageTracker
 from opq.mauka.outage_incidents import OutageIncidents
 from opq.mauka.plugin import Plugin
 from opq.mauka.stats import SystemStatsCollector
 from opq.protocol import decode_measurement
+from opq.protocol.health_http import HealthServer
 from opq.protocol.internal import EVENT_TOPIC, parse_event_announcement
 from opq.store import Store
 
@@ -69,7 +69,9 @@ class Mauka:
         self.tracker = OutageTracker(int(settings.outage_after_s * 1000))
         self.outages = OutageIncidents(store, self.tracker)
         self.stats = SystemStatsCollector(store)
-        self.health = HealthServer(health_host, settings.health_port, self.summary)
+        # /status is where the original's StatusPlugin answered.
+        pages = {"/": self.summary, "/status": self.summary}
+        self.health = HealthServer(health_host, settings.health_port, pages, name="mauka")
         self._queue: OrderedDict[int, str] = OrderedDict()  # event id → "announced" or "catch-up"
         self._attempts: dict[int, int] = {}
         self._given_up: set[int] = set()

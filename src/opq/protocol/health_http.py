@@ -1,30 +1,35 @@
-"""Mauka's health over HTTP as JSON: `GET /` the summary document, from a thread of its own."""
+"""A service's health over HTTP as JSON (what Health and people read): a page per path, from a thread."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
+Page = Callable[[], dict[str, Any]]
+
 
 class HealthServer:
-    """Serves `summary()` at / (and /status, the original StatusPlugin's page)."""
+    """Serves each page's document as JSON at its path (`GET /`, `GET /boxes`, ...)."""
 
-    def __init__(self, host: str, port: int, summary: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, host: str, port: int, pages: Mapping[str, Page], *, name: str) -> None:
+        known = ", ".join(pages)
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path.split("?", 1)[0] not in ("/", "/status"):
-                    self._send(404, {"error": f"no such page {self.path!r}: try /"})
+                page = pages.get(self.path.split("?", 1)[0])
+                if page is None:
+                    self._send(404, {"error": f"no such page {self.path!r}: try {known}"})
                     return
                 try:
-                    document = summary()
+                    document = page()
                 except Exception as err:  # a broken page must not take the server down
-                    logger.exception("health summary failed")
+                    logger.exception("%s health page %s failed", name, self.path)
                     self._send(500, {"ok": False, "error": repr(err)})
                     return
                 self._send(200, document)
@@ -43,7 +48,7 @@ class HealthServer:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="mauka-health", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{name}-health", daemon=True)
 
     def start(self) -> None:
         """Start answering."""
