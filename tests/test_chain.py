@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,19 @@ SAG = {
 }
 
 
+def write_settings(directory: Path, url: str, certificate: Path) -> dict[str, int]:
+    """An opq.toml for Makai and Mauka on free loopback ports; the ports by name."""
+    names = ("measurement", "command", "response", "live", "event", "capture", "relay", "health", "mauka")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    (directory / "opq.toml").write_text(
+        f'db_url = "{url}"\n\n[makai]\nserver_certificate = "{certificate}"\nbox_host = "127.0.0.1"\n'
+        + "".join(f"{name}_port = {ports[name]}\n" for name in names[:8])
+        + f'\n[mauka]\nevent_endpoint = "tcp://127.0.0.1:{ports["event"]}"\n'
+        f'live_endpoint = "tcp://127.0.0.1:{ports["live"]}"\nhealth_port = {ports["mauka"]}\n'
+    )
+    return ports
+
+
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[tuple[str, Path, str, dict[str, int]]]:
     """`opq makai` and `opq mauka` as processes on a new SQLite site with box 1 registered."""
@@ -42,15 +57,7 @@ def cloud(tmp_path: Path) -> Iterator[tuple[str, Path, str, dict[str, int]]]:
         store.boxes.add(
             Box("1", "box 1", 152.5, location="lab", location_start_time_ms=0, public_key=box.public)
         )
-    names = ("measurement", "command", "response", "live", "event", "capture", "relay", "health", "mauka")
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
-    (tmp_path / "opq.toml").write_text(
-        f'db_url = "{url}"\n\n[makai]\nserver_certificate = "{keys / "server.key_secret"}"\n'
-        'box_host = "127.0.0.1"\n'
-        + "".join(f"{name}_port = {ports[name]}\n" for name in names[:8])
-        + f'\n[mauka]\nevent_endpoint = "tcp://127.0.0.1:{ports["event"]}"\n'
-        f'live_endpoint = "tcp://127.0.0.1:{ports["live"]}"\nhealth_port = {ports["mauka"]}\n'
-    )
+    ports = write_settings(tmp_path, url, keys / "server.key_secret")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     processes = [
         subprocess.Popen(
@@ -107,3 +114,29 @@ def test_a_sag_at_a_box_is_stored_as_a_classified_incident(
     assert abs(incident.start_timestamp_ms - (started_ms + 4_000)) <= 20
     assert abs((incident.end_timestamp_ms - incident.start_timestamp_ms) - 250) <= 20
     assert incident.deviation_from_nominal is not None and abs(incident.deviation_from_nominal + 60) < 3
+
+
+def test_opq_serve_runs_both_services_and_stops_cleanly(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'serve.sqlite3'}"
+    write_certificate(tmp_path, "server", generate_keypair())
+    with open_store(url, upgrade=True):
+        pass
+    ports = write_settings(tmp_path, url, tmp_path / "server.key_secret")
+    command = [sys.executable, "-m", "opq", "--config", str(tmp_path / "opq.toml"), "serve"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for port in (ports["health"], ports["mauka"]):
+            document = wait_until(lambda port=port: _health(port), timeout_s=30)
+            assert document["ok"] is True
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+
+
+def _health(port: int) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return dict(json.load(response))
+    except OSError:
+        return None

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from opq.cli import analyze, bench, box, boxes, db, demo, keys, makai, mauka, places, users
+from opq.cli import analyze, bench, box, boxes, db, demo, keys, makai, mauka, places, serve, users
 from opq.cli.logs import configure_logging
 from opq.config import load_settings
 from opq.errors import ConfigError, Conflict, InvalidValue, NotFound, OpqError
@@ -75,6 +75,7 @@ app.add_typer(box.app, name="box")
 app.add_typer(makai.app, name="makai")
 app.add_typer(mauka.app, name="mauka")
 app.add_typer(bench.app, name="bench")
+app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("analyze")(analyze.analyze)
 
