@@ -123,3 +123,20 @@ def test_a_capture_of_an_unknown_box_is_refused_and_stores_nothing(site: Store) 
     with pytest.raises(ProtocolError, match=r"unknown boxes \['99'\]"):
         acquisition.start(CaptureRequest(("1", "99"), START_MS, START_MS + 1_000))
     assert site.events.count() == 0
+
+
+def test_the_pieces_of_a_long_anomaly_are_linked_and_a_manual_capture_between_is_not(site: Store) -> None:
+    acquisition = Acquisition(site, timeout_ms=10_000, identity="test", clock_ms=Clock())
+    first, _ = acquisition.start(CaptureRequest(("1",), START_MS, START_MS + 10_000, triggered_by=("1",)))
+    manual, _ = acquisition.start(CaptureRequest(("2",), START_MS, START_MS + 1_000))
+    second, _ = acquisition.start(
+        CaptureRequest(("1",), START_MS + 10_000, START_MS + 20_000, triggered_by=("1",), piece=1)
+    )
+    fresh, _ = acquisition.start(
+        CaptureRequest(("1",), START_MS + 60_000, START_MS + 61_000, triggered_by=("1",))
+    )
+    assert site.events.get(first).continues_event_id is None
+    assert site.events.get(manual).continues_event_id is None
+    assert site.events.get(second).continues_event_id == first
+    assert site.events.get(fresh).continues_event_id is None
+    assert site.events.get(second).description.endswith("(piece 2)")

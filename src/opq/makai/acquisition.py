@@ -63,6 +63,7 @@ class Acquisition:
         self._seq = itertools.count(int(clock_ms()) % _SEQ_LIMIT)
         self._acquiring: dict[int, _Acquiring] = {}
         self._outstanding: dict[int, _Outstanding] = {}
+        self._last_triggered: int | None = None  # the planner's latest event: what a next piece continues
         self.counts: Counter[str] = Counter()
         self.latencies_ms: list[int] = []
         """Request to stored, per box response (the newest 1,000)."""
@@ -82,14 +83,19 @@ class Acquisition:
         description = request.reason or "manual capture"
         if request.piece:
             description += f" (piece {request.piece + 1})"
+        # The planner has one anomaly open at a time, so a piece continues its latest capture.
+        continues = self._last_triggered if request.piece else None
         event = Event(
             event_id=event_id,
             target_event_start_timestamp_ms=request.start_ms,
             target_event_end_timestamp_ms=request.end_ms,
             boxes_triggered=request.box_ids,
             description=description,
+            continues_event_id=continues,
         )
         self._store.events.add(event)
+        if request.triggered_by:
+            self._last_triggered = event_id
         deadline_ms = max(now_ms, request.end_ms) + self._timeout_ms
         self._acquiring[event_id] = _Acquiring(event, frozenset(request.box_ids), deadline_ms)
         commands = []

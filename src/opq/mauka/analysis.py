@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from opq.errors import InvalidValue, NotFound, StorageError
+from opq.mauka.continuation import earlier_pieces, joined
 from opq.mauka.incidents import BoxCapture, draft_incident, read_capture, store_incident
 from opq.mauka.lifecycle import keep_referenced
 from opq.mauka.plugin import Finding, Plugin
@@ -115,6 +116,9 @@ def analyze_event(
             skipped[box_event.box_id] = str(err)
             logger.warning("event %d: skipping box %s: %s", event_id, box_event.box_id, err)
 
+    joined_pieces = _join_earlier_pieces(store, event_id, captures)
+    captures = [capture for capture, _ in joined_pieces]
+
     drafts: list[tuple[Incident, BoxCapture, str]] = []
     clean_windows: dict[str, tuple[float, float]] = {}
     for capture in captures:
@@ -137,6 +141,15 @@ def analyze_event(
     places = _places(store, captures)
     linked = link_incidents([draft for draft, _, _ in drafts], clean_windows, places)
     replaced = sum(store.incidents.delete_for_event(event_id, produced_by=p.name) for p in plugins)
+    # What the earlier pieces found at a box is found again, whole, in its joined waveform.
+    for capture, earlier_ids in joined_pieces:
+        for earlier_id in earlier_ids:
+            replaced += sum(
+                store.incidents.delete_for_event(
+                    earlier_id, produced_by=p.name, box_id=capture.box_event.box_id
+                )
+                for p in plugins
+            )
     stored: list[Incident] = []
     for incident, (_, capture, name) in zip(linked, drafts, strict=True):
         try:
@@ -251,6 +264,33 @@ def _places(store: Store, captures: Sequence[BoxCapture]) -> dict[str, Place]:
             location, frozenset() if location is None else regions[location]
         )
     return places
+
+
+def _join_earlier_pieces(
+    store: Store, event_id: int, captures: list[BoxCapture]
+) -> list[tuple[BoxCapture, list[int]]]:
+    """Each capture joined to the same box's captures in the pieces this event continues, and their ids."""
+    event = store.events.get(event_id)
+    pieces = earlier_pieces(store, event) if event.continues_event_id is not None else []
+    if not pieces:
+        return [(capture, []) for capture in captures]
+    result = []
+    for capture in captures:
+        box_id = capture.box_event.box_id
+        earlier: list[BoxCapture] = []
+        for piece in pieces:
+            try:
+                earlier.append(read_capture(store, store.events.box_event(piece.event_id, box_id)))
+            except (NotFound, InvalidValue):
+                earlier.clear()  # a piece without this box's data breaks its run
+        whole = joined([*earlier, capture])
+        joined_ids = [
+            c.box_event.event_id
+            for c in earlier
+            if c.box_event.event_start_timestamp_ms >= (whole.box_event.event_start_timestamp_ms)
+        ]
+        result.append((whole, joined_ids))
+    return result
 
 
 def _store_reachable(store: Store, event_id: int) -> bool:

@@ -65,6 +65,7 @@ class Events:
                     target_event_end_timestamp_ms=end,
                     expire_at=None if self._lifetime_ms is None else end + self._lifetime_ms,
                     completed_ms=event.completed_ms,
+                    continues_event_id=event.continues_event_id,
                 )
             )
 
@@ -322,6 +323,7 @@ def _event(row: Row[Any]) -> Event:
         latencies_ms=tuple(row.latencies_ms),
         description=row.description,
         completed_ms=row.completed_ms,
+        continues_event_id=row.continues_event_id,
     )
 
 

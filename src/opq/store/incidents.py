@@ -148,14 +148,18 @@ class Incidents:
                 update["metadata"] = {**row.metadata, **_plain(metadata, f"{where}: metadata")}
             conn.execute(inc.update().where(inc.c.incident_id == incident_id).values(update))
 
-    def delete_for_event(self, event_id: int, *, produced_by: str | None = None) -> int:
-        """Delete an event's incidents (only those of plugin `produced_by` if given); how many.
+    def delete_for_event(
+        self, event_id: int, *, produced_by: str | None = None, box_id: str | None = None
+    ) -> int:
+        """Delete an event's incidents (only plugin `produced_by`'s, only at `box_id`, if given); how many.
 
         Their classifications, annotations and waveform files go with them, so the event can be
         analyzed again.
         """
         inc = schema.incidents
         query = select(inc.c.incident_id, inc.c.metadata).where(inc.c.event_id == event_id)
+        if box_id is not None:
+            query = query.where(inc.c.box_id == box_id)
         with translated(f"delete the incidents of event {event_id}"), write_transaction(self._engine) as conn:
             ids = [
                 iid

@@ -107,6 +107,8 @@ class Event:
     description: str = ""
     # When acquisition finished [ms since epoch]; None while boxes may still answer.
     completed_ms: int | None = None
+    # The previous piece of a long anomaly captured in pieces, which this event continues.
+    continues_event_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,8 @@ events = Table(
     _time("expire_at", nullable=True, index=True),
     # When acquisition finished (every asked box answered or timed out); NULL while in progress.
     _time("completed_ms", nullable=True, index=True),
+    # The event this one continues: the previous piece of an anomaly captured in pieces.
+    Column("continues_event_id", BigInteger, nullable=True),
 )
 
 # Which events analysis has finished with, and how each plugin fared (Mauka's catch-up reads this).

@@ -1,4 +1,4 @@
-"""Makai and Mauka: events.completed_ms, event_analyses, a transient threshold, optional metrics.
+"""Makai and Mauka: events' completion and pieces, event_analyses, a transient threshold, optional metrics.
 
 Revision ID: 0002
 Revises: 0001
@@ -30,6 +30,7 @@ def upgrade() -> None:
     if "completed_ms" not in _columns(inspector, "events"):
         with op.batch_alter_table("events") as batch:
             batch.add_column(sa.Column("completed_ms", sa.BigInteger, nullable=True))
+            batch.add_column(sa.Column("continues_event_id", sa.BigInteger, nullable=True))
             batch.create_index("ix_events_completed_ms", ["completed_ms"])
     if TRANSIENT not in _columns(inspector, "triggering_defaults"):
         with op.batch_alter_table("triggering_defaults") as batch:
@@ -61,6 +62,7 @@ def downgrade() -> None:
         batch.drop_column(TRANSIENT)
     with op.batch_alter_table("events") as batch:
         batch.drop_index("ix_events_completed_ms")
+        batch.drop_column("continues_event_id")
         batch.drop_column("completed_ms")
 
 
