@@ -88,10 +88,7 @@ class Acquirer:
                         self._announce(event_id)
                 if now >= next_refresh:
                     next_refresh = now + self._settings.refresh_s
-                    try:
-                        self.keys.refresh()
-                    except OpqError as err:
-                        logger.warning("cannot re-read box keys, keeping the ones I have: %s", err)
+                    self.keys.refresh_or_keep()
                 if now >= next_report:
                     next_report = now + report_interval_s
                     report(self.snapshot())
@@ -186,10 +183,7 @@ class CommandRelay:
                 now = time.monotonic()
                 if now >= next_refresh:
                     next_refresh = now + self._settings.refresh_s
-                    try:
-                        self.keys.refresh()
-                    except OpqError as err:
-                        logger.warning("cannot re-read box keys, keeping the ones I have: %s", err)
+                    self.keys.refresh_or_keep()
                 if now >= next_report:
                     next_report = now + report_interval_s
                     report(

@@ -16,6 +16,7 @@ from typing import Final
 import zmq
 import zmq.auth.thread
 
+from opq.errors import OpqError
 from opq.store import Store
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,13 @@ class BoxKeys:
             self._boxes = frozenset(box_of_key.values())
         if added:
             logger.info("boxes allowed in: %s", ", ".join(sorted(added)))
+
+    def refresh_or_keep(self) -> None:
+        """`refresh`, but if the store cannot be read, keep the keys already known (and say so)."""
+        try:
+            self.refresh()
+        except OpqError as err:
+            logger.warning("cannot re-read box keys, keeping the ones I have: %s", err)
 
     def box_of(self, key: str) -> str | None:
         """The box holding this key, if it is registered."""
