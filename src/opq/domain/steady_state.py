@@ -51,7 +51,8 @@ def steady_state_v(
     late_rms = _fit(samples, after, span, lo, frequency_hz)[1]
     if joint_rms <= _STEP_RATIO * math.hypot(early_rms, late_rms) / math.sqrt(2):
         return joint
-    # The steady state changed inside the span (a sag or switching edge): each side's own fit.
+    # The steady state changed inside the span (a sag or switching edge): each side's own fit (the
+    # joint fit's frequency is biased by the step, so each side searches its own).
     early = _fit(samples, before, span, lo, _best_frequency_hz(samples, before, lo))[0]
     late = _fit(samples, after, span, lo, _best_frequency_hz(samples, after, lo))[0]
     # The new steady state holds from the moment the waveform leaves the old one (a switching
@@ -70,8 +71,9 @@ def _best_frequency_hz(samples: npt.NDArray[np.float64], fitted: npt.NDArray[np.
         projection = design.T @ values
         return float(values @ values - projection @ np.linalg.solve(design.T @ design, projection))
 
-    # A cycle of context resolves ±60 Hz, so the error has one minimum in 57-63 Hz.
-    best = optimize.minimize_scalar(error, bounds=_FIT_RANGE_HZ, method="bounded", options={"xatol": 1e-4})
+    # A cycle of context resolves ±60 Hz, so the error has one minimum in 57-63 Hz. 1 mHz is plenty:
+    # over the few cycles fitted it shifts the phase by under 0.001 rad (0.1 V at 120 V).
+    best = optimize.minimize_scalar(error, bounds=_FIT_RANGE_HZ, method="bounded", options={"xatol": 1e-3})
     return float(best.x)
 
 
@@ -92,5 +94,8 @@ def _fit(
 
 def _design(offsets: npt.NDArray[np.intp], frequency_hz: float) -> npt.NDArray[np.float64]:
     """Columns 1, cos(hωt), sin(hωt) for h = 1.._HARMONICS at sample offsets `offsets`."""
-    angle = np.outer(offsets * (2 * math.pi * frequency_hz / SAMPLE_RATE_HZ), np.arange(1, _HARMONICS + 1))
-    return np.column_stack([np.ones(offsets.size), np.cos(angle), np.sin(angle)])
+    # e^{ihωt} as successive powers of e^{iωt}: one complex exponential a sample instead of 30
+    # cosines and sines (this runs ~10 times per fit, inside the frequency search).
+    fundamental = np.exp(1j * offsets * (2 * math.pi * frequency_hz / SAMPLE_RATE_HZ))
+    harmonics = np.cumprod(np.repeat(fundamental[:, None], _HARMONICS, axis=1), axis=1)
+    return np.column_stack([np.ones(offsets.size), harmonics.real, harmonics.imag])
