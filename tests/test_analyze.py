@@ -85,3 +85,13 @@ def test_a_failing_plugin_is_reported_and_the_others_still_run(tmp_path: Path) -
     # The capture spans the sag with the pre- and post-trigger margins (0.5 s each by default).
     finding = capture.findings[0]
     assert finding.start_ms <= 2_000 - 400 and finding.end_ms >= 2_500 + 400
+
+
+def test_a_sustained_undervoltage_captured_in_pieces_is_one_sustained_incident(tmp_path: Path) -> None:
+    path = recording(tmp_path / "long.csv", seconds=75.0, sag=(2.0, 70.0, 0.85))
+    out = run(str(path))
+    voltage = [i for i in out["incidents"] if "UNDERVOLTAGE" in i["classifications"]]  # type: ignore[union-attr]
+    assert len(voltage) == 1
+    assert voltage[0]["ieee_duration"] == "SUSTAINED"
+    assert abs(voltage[0]["end_ms"] - voltage[0]["start_ms"] - 70_000) <= 17
+    assert len(out["captures"]) == 1  # type: ignore[arg-type]

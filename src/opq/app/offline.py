@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,9 +96,32 @@ def analyze_recording(
     if measurements:
         # The recording ends: an anomaly still open is closed as if the box fell silent.
         requests.extend(planner.tick(measurements[-1].timestamp_ms + planner.silence_ms))
-    captures = [_capture(request, timestamps_ms, counts, calibration, plugins) for request in requests]
+    captures = [
+        _capture(request, timestamps_ms, counts, calibration, plugins)
+        for request in _whole_anomalies(requests)
+    ]
     start_ms = int(timestamps_ms[0]) if cycles else 0
     return OfflineAnalysis(start_ms, len(measurements), planner.abnormal_measurements, tuple(captures))
+
+
+def _whole_anomalies(requests: list[CaptureRequest]) -> list[CaptureRequest]:
+    """The pieces of each long anomaly joined into one request, as Mauka joins their events.
+
+    Mauka joins a piece to the earlier ones up to `MAX_CHAIN_MS` back; offline the whole anomaly is
+    at hand, so it is analysed at once, however long.
+    """
+    whole: list[CaptureRequest] = []
+    for request in requests:
+        previous = whole[-1] if whole else None
+        if request.piece and previous is not None and previous.end_ms == request.start_ms:
+            boxes = tuple(dict.fromkeys((*previous.box_ids, *request.box_ids)))
+            triggered = tuple(dict.fromkeys((*previous.triggered_by, *request.triggered_by)))
+            whole[-1] = dataclasses.replace(
+                previous, box_ids=boxes, triggered_by=triggered, end_ms=request.end_ms, piece=request.piece
+            )
+        else:
+            whole.append(request)
+    return whole
 
 
 def _capture(
