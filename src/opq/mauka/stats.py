@@ -20,6 +20,9 @@ ACTIVE_WINDOW_MS: Final = 60_000
 """A box with a measurement this recent is active [ms]."""
 TREND_STATS_EVERY_MS: Final = 60_000
 """box_trend_stats scans every trend, and trends change once a minute: refreshed this often [ms]."""
+COUNTS_EVERY_MS: Final = 300_000
+"""Counting rows scans whole tables (10,000 boxes store 60,000 measurements a second), so the
+counts are refreshed this often [ms], not with every document."""
 
 
 class SystemStatsCollector:
@@ -36,6 +39,8 @@ class SystemStatsCollector:
         self._last_cpu: tuple[float, float] | None = None
         self._trend_stats: list[dict[str, Any]] = []
         self._trend_stats_ms: int | None = None
+        self._counts: dict[str, Any] = {}
+        self._counts_ms: int | None = None
 
     def document(
         self,
@@ -46,19 +51,35 @@ class SystemStatsCollector:
         mauka: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The document at now_ms; `last_seen_ms` is each box's newest measurement time."""
-        store = self._store
-        today_ms = now_ms - now_ms % DAY_MS
-        rows = store.row_counts()
+        if self._counts_ms is None or now_ms - self._counts_ms >= COUNTS_EVERY_MS:
+            self._counts = self._count(now_ms)
+            self._counts_ms = now_ms
         if self._trend_stats_ms is None or now_ms - self._trend_stats_ms >= TREND_STATS_EVERY_MS:
             self._trend_stats = [
                 {"boxId": box, "firstTrend": first, "lastTrend": last, "totalTrends": total}
-                for box, first, last, total in store.trends.per_box()
+                for box, first, last, total in self._store.trends.per_box()
             ]
             self._trend_stats_ms = now_ms
         active = sorted(box for box, seen in last_seen_ms.items() if now_ms - seen <= ACTIVE_WINDOW_MS)
         return {
             "timestamp_ms": now_ms,
             "timestamp": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(timespec="milliseconds"),
+            **self._counts,
+            "box_trend_stats": self._trend_stats,
+            "active_devices": len(active),
+            "active_boxes": active,
+            "plugin_stats": {name: dict(stats) for name, stats in plugin_stats.items()},
+            "mauka": dict(mauka or {}),
+            "process": self._process(),
+        }
+
+    def _count(self, now_ms: int) -> dict[str, Any]:
+        """Rows per collection, in all and since midnight UTC, and when they were counted."""
+        store = self._store
+        today_ms = now_ms - now_ms % DAY_MS
+        rows = store.row_counts()
+        return {
+            "counted_ms": now_ms,
             "events_count": rows.get("events", 0),
             "events_count_today": store.events.count(since_ms=today_ms),
             "box_events_count": rows.get("box_events", 0),
@@ -71,13 +92,7 @@ class SystemStatsCollector:
             "incidents_count_today": store.incidents.count(since_ms=today_ms),
             "opq_boxes_count": rows.get("opq_boxes", 0),
             "users_count": rows.get("user_profiles", 0),
-            "box_trend_stats": self._trend_stats,
-            "active_devices": len(active),
-            "active_boxes": active,
             "collections": {name: {"count": count} for name, count in sorted(rows.items())},
-            "plugin_stats": {name: dict(stats) for name, stats in plugin_stats.items()},
-            "mauka": dict(mauka or {}),
-            "process": self._process(),
         }
 
     def put(self, now_ms: int, **figures: Any) -> dict[str, Any]:
