@@ -205,28 +205,54 @@ def neighbourhoods(
     """
     hoods: dict[str, tuple[str, ...]] = {}
     plugged = [b for b in boxes if not b.unplugged and b.location is not None]
+    order = {b.box_id: n for n, b in enumerate(boxes)}
     by_slug = {r.slug: r for r in regions}
     inside = _regions_inside(by_slug)
     within = {
         slug: set(r.locations).union(*(by_slug[sub].locations for sub in inside[slug]))
         for slug, r in by_slug.items()
     }
+    # Boxes by location once: looking them up per box keeps this linear in the number of boxes
+    # (it runs every few seconds in ingest, with thousands of boxes).
+    at: dict[str, list[str]] = {}
+    for b in plugged:
+        at.setdefault(str(b.location), []).append(b.box_id)
+    # Every box at one location has the same neighbours but itself: worked out once a location.
+    by_location: dict[str, tuple[str, ...]] = {}
     for box in boxes:
         location = box.location
         if scope == "none" or location is None:
             hoods[box.box_id] = ()
             continue
-        near = {location}
-        if scope == "region":
-            for slug, held in within.items():
-                # Regions in a cycle (which the store refuses) are not nested strictly inside each other.
-                nested = (sub for sub in inside[slug] if slug not in inside[sub])
-                if location in held and not any(location in within[sub] for sub in nested):
-                    near |= held
-        others = [b for b in plugged if b.box_id != box.box_id and b.location in near]
-        same = [b.box_id for b in others if b.location == location]
-        hoods[box.box_id] = (*same, *(b.box_id for b in others if b.location != location))
+        if location not in by_location:
+            by_location[location] = _around(location, scope, within, inside, at, order)
+        hoods[box.box_id] = tuple(b for b in by_location[location] if b != box.box_id)
     return hoods
+
+
+def _around(
+    location: str,
+    scope: str,
+    within: Mapping[str, set[str]],
+    inside: Mapping[str, set[str]],
+    at: Mapping[str, list[str]],
+    order: Mapping[str, int],
+) -> tuple[str, ...]:
+    """The boxes at `location`, then those at the other locations of its innermost regions."""
+    near = {location}
+    if scope == "region":
+        for slug, held in within.items():
+            # Regions in a cycle (which the store refuses) are not nested strictly inside each other.
+            nested = (sub for sub in inside[slug] if slug not in inside[sub])
+            if location in held and not any(location in within[sub] for sub in nested):
+                near |= held
+    rest = [b for place in near if place != location for b in at.get(place, ())]
+    return (*at.get(location, ()), *_in_order(rest, order))
+
+
+def _in_order(box_ids: list[str], order: Mapping[str, int]) -> list[str]:
+    """Box ids in the order of the boxes given to `neighbourhoods`."""
+    return sorted(box_ids, key=order.__getitem__)
 
 
 def _regions_inside(by_slug: Mapping[str, Region]) -> dict[str, set[str]]:

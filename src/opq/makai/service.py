@@ -138,13 +138,17 @@ class Makai:
     def stop(self) -> None:
         """Stop every process (each writes what it still holds) and the health server."""
         self._stop.set()
-        for child in self._children.values():
-            child.process.join(timeout=15)
-            if child.process.is_alive():
-                logger.error("makai %s process did not stop: terminating it", child.role)
-                child.process.terminate()
-                child.process.join(timeout=5)
-        self._collect(timeout_s=0)
+        # A child exits only once its last report is through the pipe: keep reading while waiting.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(c.process.is_alive() for c in self._children.values()):
+            self._collect(timeout_s=0.1)
+        stuck = [c for c in self._children.values() if c.process.is_alive()]
+        for child in stuck:
+            logger.error("makai %s process did not stop: terminating it", child.role)
+            child.process.terminate()
+            child.process.join(timeout=5)
+        if not stuck:  # a terminated child may have left half a report in the pipe: not read then
+            self._collect(timeout_s=0)
         self.health.stop()
 
     def report(self, role: str) -> dict[str, Any]:
