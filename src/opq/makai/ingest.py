@@ -144,9 +144,12 @@ class Ingest:
                             frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
-                        self.handle(frames)
-                while self.captures.poll(0):
-                    self.captures.recv_multipart()  # Makai's replies: the event ids are not needed here
+                        try:
+                            self.handle(frames)
+                        except Exception:  # one message must never take the boxes' endpoint down
+                            logger.exception("failed on a measurement; carrying on")
+                            self.dropped["internal_error"] += 1
+                self._discard_capture_replies()
                 now = time.monotonic()
                 if now >= next_second:
                     next_second = now + 1.0
@@ -213,6 +216,14 @@ class Ingest:
         for request in requests:
             self.captures.send_multipart([b"", encode_capture_request(request)])
             self.captures_requested += 1
+
+    def _discard_capture_replies(self) -> None:
+        """Acquisition answers each capture request with its event id, which ingest does not need."""
+        while True:
+            try:
+                self.captures.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
 
     def _every_second(self) -> None:
         now_ms = self._clock_ms()

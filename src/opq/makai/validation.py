@@ -19,6 +19,9 @@ DropReason = Literal[
     "ahead_of_clock",
     "duplicate",
     "buffer_full",
+    "too_fast",
+    "out_of_order",
+    "internal_error",
 ]
 DROP_REASONS: Final[tuple[DropReason, ...]] = DropReason.__args__  # type: ignore[attr-defined]
 
