@@ -161,21 +161,7 @@ class MakaiRun:
             return
         self._stop.set()
         self._watcher.join()
-        # Makai.stop joins its processes without reading their reports: a report bigger than the
-        # pipe (ingest's lists every box, ~50 bytes each) then keeps the child from exiting, it is
-        # terminated mid-write and the next read of the queue blocks for ever. Keep reading.
-        stopped = threading.Event()
-        reader = threading.Thread(target=self._read_reports, args=(stopped,), name="bench-makai-reports")
-        reader.start()
-        try:
-            self.makai.stop()
-        finally:
-            stopped.set()
-            reader.join()
-
-    def _read_reports(self, stopped: threading.Event) -> None:
-        while not stopped.is_set():
-            self.makai._collect(timeout_s=0.1)  # the private reader: see stop
+        self.makai.stop()
 
     def summary(self) -> dict[str, Any]:
         """Makai's health document (what `GET /` on its health port answers)."""
