@@ -7,7 +7,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from opq.bench.detection import outage_findings
+from opq.bench.detection import outage_findings, run_detection_bench
 from opq.bench.detection_cases import CASES
 from opq.cli.main import app
 
@@ -64,3 +64,11 @@ def test_every_case_has_a_distinct_name_and_fits_its_recording() -> None:
     assert len(set(names)) == len(names)
     for case in CASES:
         assert all(e.end_s < case.duration_s for e in case.expected), case.name
+
+
+def test_an_interruptions_ramped_recovery_is_no_impulse() -> None:
+    # Seed 3 of this case once read the 8-ms ramp back to full voltage as an impulsive transient
+    # (the steady-state fit switched sides inside the ramp).
+    result = run_detection_bench(variants=3, clean_hours=0, only=["0.05 pu 1 s, 8-ms ramps"])
+    assert result.unambiguous_runs == 3
+    assert result.unambiguous_runs_exact == 3

@@ -57,9 +57,18 @@ def steady_state_v(
     late = _fit(samples, after, span, lo, _best_frequency_hz(samples, after, lo))[0]
     # The new steady state holds from the moment the waveform leaves the old one (a switching
     # instant), so whatever rings after it is measured against the new one.
-    left = np.flatnonzero(np.abs(samples[lo:hi] - early) > tolerance_v)
+    span_v = samples[lo:hi]
+    left = np.flatnonzero(np.abs(span_v - early) > tolerance_v)
     split = int(left[0]) if left.size else hi - lo
-    return np.concatenate([early[:split], late[split:]])
+    steady = np.concatenate([early[:split], late[split:]])
+    # A ramp from one steady state to the other (a recovery over a few ms) lies between the two
+    # fits: that is the switching edge itself, not a deviation from either.
+    low, high = np.minimum(early, late) - tolerance_v, np.maximum(early, late) + tolerance_v
+    between = (span_v >= low) & (span_v <= high)
+    outside = np.flatnonzero(~between[split:])
+    edge_end = split + (int(outside[0]) if outside.size else hi - lo - split)
+    steady[split:edge_end] = span_v[split:edge_end]
+    return steady
 
 
 def _best_frequency_hz(samples: npt.NDArray[np.float64], fitted: npt.NDArray[np.intp], origin: int) -> float:
