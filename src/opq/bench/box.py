@@ -13,7 +13,6 @@ import contextlib
 import math
 import multiprocessing
 import os
-import platform
 import queue
 import resource
 import socket
@@ -28,8 +27,9 @@ import numpy as np
 import numpy.typing as npt
 import zmq
 
+from opq.bench.machine import machine as describe_machine
 from opq.box.disturbances import SupplyModel
-from opq.box.fleet import Fleet, FleetCounters, FleetSettings, histogram_percentile, open_files_limit
+from opq.box.fleet import Fleet, FleetCounters, FleetSettings, histogram_percentile
 from opq.box.fleet_metrics import BoxRates, FastMeter
 from opq.box.fleet_worker import FleetOptions, ShardStatus
 from opq.box.measuring import MeasurementBuilder
@@ -179,7 +179,7 @@ def run_box_bench(
     progress: ProgressFn = lambda _: None,
 ) -> BoxBenchResult:
     """Run the sections asked for; `fleet_boxes` 0 skips the fleet."""
-    machine = _machine()
+    machine = describe_machine()
     progress("accuracy")
     accuracy_figures = accuracy_of_metrics(signal_seconds) if accuracy else None
     progress("cpu")
@@ -610,26 +610,3 @@ def _keys_directory(given: Path | None) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="opq-bench-keys-") as name:
         yield Path(name)
-
-
-def _machine() -> dict[str, str | int | float | None]:
-    model = None
-    try:
-        with Path("/proc/cpuinfo").open(encoding="utf-8") as cpuinfo:
-            model = next(
-                (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), None
-            )
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "processor": model or platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "load_average_1min": round(os.getloadavg()[0], 2),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "open_files_limit": open_files_limit(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "pyzmq": zmq.__version__,
-        "libzmq": zmq.zmq_version(),
-    }

@@ -20,6 +20,7 @@ from typing import Any, Final
 import numpy as np
 
 from opq.bench.capture_cases import DISTURBANCES, Injected
+from opq.bench.machine import machine
 from opq.bench.makai_site import (
     CLEAN_SUPPLY,
     ByteCountingRelay,
@@ -27,7 +28,6 @@ from opq.bench.makai_site import (
     ProgressFn,
     endpoints,
     fresh_counters,
-    machine,
     makai_settings,
     percentiles_ms,
     register_boxes,

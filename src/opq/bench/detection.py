@@ -9,14 +9,11 @@ measurements the box makes of the same recording, checked every heartbeat as the
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -34,6 +31,7 @@ from opq.bench.detection_labels import (
     class_keys,
     seconds_of,
 )
+from opq.bench.machine import machine
 from opq.box.measuring import MeasurementBuilder
 from opq.box.scenario import scenario_from_dict
 from opq.box.simulator import Simulator
@@ -302,21 +300,3 @@ def run_detection_bench(
         },
         machine=machine(),
     )
-
-
-def machine() -> dict[str, str | int | float | None]:
-    """The machine, its load, and the library versions the figures depend on."""
-    model = None
-    try:
-        with Path("/proc/cpuinfo").open(encoding="utf-8") as cpuinfo:
-            model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), None)
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "processor": model or platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "load_average_1min": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-    }

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from opq.bench.machine import machine
 from opq.bench.makai_site import (
     CLEAN_SUPPLY,
     MakaiRun,
     ProgressFn,
     endpoints,
     fresh_counters,
-    machine,
     makai_settings,
     open_fds,
     percentiles_ms,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import platform
 import selectors
 import socket
 import sqlite3
@@ -16,9 +15,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import zmq
 
-from opq.box.fleet import Fleet, FleetCounters, open_files_limit
+from opq.box.fleet import Fleet, FleetCounters
 from opq.config import MakaiSettings, RetentionSettings
 from opq.makai.service import Makai, MakaiConfig
 from opq.protocol import KeyPair
@@ -237,28 +235,6 @@ def percentiles_ms(values: Sequence[float]) -> tuple[float | None, float | None]
         return None, None
     p50, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 99])
     return round(float(p50), 1), round(float(p99), 1)
-
-
-def machine() -> dict[str, str | int | float | None]:
-    """The machine and the library versions figures depend on."""
-    model = None
-    try:
-        with Path("/proc/cpuinfo").open(encoding="utf-8") as cpuinfo:
-            model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), None)
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "processor": model or platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "load_average_1min": round(os.getloadavg()[0], 2),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "open_files_limit": open_files_limit(),
-        "python": platform.python_version(),
-        "pyzmq": zmq.__version__,
-        "libzmq": zmq.zmq_version(),
-        "sqlite": sqlite3.sqlite_version,
-    }
 
 
 class ByteCountingRelay:
