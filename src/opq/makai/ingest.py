@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import zmq
 
@@ -47,10 +47,11 @@ def wall_clock_ms() -> int:
 class _BoxView:
     """What ingest knows of the registered boxes: locations, limits and neighbours, kept fresh."""
 
-    def __init__(self, store: Store, scope: str) -> None:
+    def __init__(self, store: Store, scope: Literal["none", "location", "region"]) -> None:
         self._store = store
         self._scope = scope
         self._version = -1
+        self._places: tuple[object, ...] = ()
         self.locations: dict[str, str | None] = {}
         self.neighbours: dict[str, tuple[str, ...]] = {}
         self._default_limits = limits_of(store.triggering.defaults())
@@ -58,8 +59,13 @@ class _BoxView:
 
     def refresh(self) -> None:
         boxes = self._store.boxes.list()
+        regions = self._store.regions.list()
         self.locations = {box.box_id: box.location for box in boxes}
-        self.neighbours = neighbourhoods(boxes, self._store.regions.list(), self._scope)  # type: ignore[arg-type]
+        # Neighbourhoods change only with places: worked out again only then (thousands of boxes).
+        places = (tuple((b.box_id, b.location, b.unplugged) for b in boxes), tuple(regions))
+        if places != self._places:
+            self.neighbours = neighbourhoods(boxes, regions, self._scope)
+            self._places = places
         version = self._store.triggering.version()
         if version != self._version:
             triggering = self._store.triggering
