@@ -18,6 +18,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ValidationError
 
 from opq.domain import NOMINAL_VOLTAGE_V, SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE
+from opq.domain.ieee1159 import Variation, VariationThresholds, rms_variations
 from opq.errors import ConfigError
 
 ENTRY_POINT_GROUP: Final = "opq.mauka.plugins"
@@ -59,6 +60,7 @@ class Features:
         self.waveform = waveform
         whole = waveform.samples_v.shape[-1] // SAMPLES_PER_CYCLE * SAMPLES_PER_CYCLE
         self.samples_v: npt.NDArray[np.float64] = np.asarray(waveform.samples_v[:whole], dtype=np.float64)
+        self._rms_variations: dict[VariationThresholds, list[Variation]] = {}
 
     @cached_property
     def cycle_rms_v(self) -> npt.NDArray[np.float64]:
@@ -93,6 +95,13 @@ class Features:
         from opq.mauka import features
 
         return features.window_thd_ratio(self.samples_v)
+
+    def rms_variations(self, thresholds: VariationThresholds) -> list[Variation]:
+        """The IEEE 1159 RMS variations of `half_cycle_rms_v` under these thresholds, found once for
+        every plugin asking with the same thresholds (IEEE 1159, ITIC and SEMI F47 all do)."""
+        if thresholds not in self._rms_variations:
+            self._rms_variations[thresholds] = rms_variations(self.half_cycle_rms_v, thresholds)
+        return self._rms_variations[thresholds]
 
     def flagged(
         self, start_samples: npt.NDArray[np.int64], length_samples: int, nominal_v: float = NOMINAL_VOLTAGE_V

@@ -8,7 +8,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from opq.domain import NOMINAL_VOLTAGE_V
-from opq.domain.ieee1159 import Variation, VariationThresholds, rms_variations
+from opq.domain.ieee1159 import Variation, VariationThresholds
 from opq.mauka.plugin import Finding, Waveform, plugin_settings
 
 
@@ -76,7 +76,7 @@ class Ieee1159VoltagePlugin:
 
     def analyze(self, waveform: Waveform) -> list[Finding]:
         """One finding per RMS variation in the waveform; [] if none."""
-        variations = rms_variations(waveform.features.half_cycle_rms_v, self.thresholds)
+        variations = waveform.features.rms_variations(self.thresholds)
         return [
             variation_finding(waveform, variation, self.thresholds.nominal_v, variation.classification)
             for variation in variations

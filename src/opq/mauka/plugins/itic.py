@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from opq.domain.ieee1159 import rms_variations
 from opq.domain.itic import itic_region
 from opq.mauka.plugin import Finding, Waveform
 from opq.mauka.plugins.ieee1159 import variation_finding, voltage_settings
@@ -28,7 +27,7 @@ class IticPlugin:
     def analyze(self, waveform: Waveform) -> list[Finding]:
         """One finding per variation in the prohibited or no-damage region; [] if none."""
         findings = []
-        for variation in rms_variations(waveform.features.half_cycle_rms_v, self.thresholds):
+        for variation in waveform.features.rms_variations(self.thresholds):
             magnitude_percent = variation.residual_pu * 100
             region = itic_region(variation.duration_ms, magnitude_percent)
             if region != "NO_INTERRUPTION":

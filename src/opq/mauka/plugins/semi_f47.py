@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from opq.domain.ieee1159 import rms_variations
 from opq.domain.semi_f47 import ride_through_percent, semi_f47_violation
 from opq.mauka.plugin import Finding, Waveform
 from opq.mauka.plugins.ieee1159 import variation_finding, voltage_settings
@@ -27,7 +26,7 @@ class SemiF47Plugin:
     def analyze(self, waveform: Waveform) -> list[Finding]:
         """One finding per sag below the curve; [] if none."""
         findings = []
-        for variation in rms_variations(waveform.features.half_cycle_rms_v, self.thresholds):
+        for variation in waveform.features.rms_variations(self.thresholds):
             magnitude_percent = variation.residual_pu * 100
             if semi_f47_violation(variation.duration_ms, magnitude_percent):
                 findings.append(
