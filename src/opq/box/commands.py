@@ -11,7 +11,7 @@ from typing import Final, Protocol
 from google.protobuf.message import DecodeError
 
 from opq.box.ringbuffer import CYCLE_DURATION_MS, RingBuffer
-from opq.box.source import wall_clock_ms
+from opq.clock import wall_clock_ms
 from opq.errors import ProtocolError
 from opq.protocol import (
     Command,

@@ -14,7 +14,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from opq.box.source import SourceCycle, wall_clock_ms
+from opq.box.source import SourceCycle
+from opq.clock import wall_clock_ms
 from opq.domain import SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE
 from opq.errors import ConfigError
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from opq.box.ringbuffer import CYCLE_DURATION_MS, BufferedCycles, RingBuffer, TimedCounts
 from opq.box.simulator import Simulator
-from opq.box.source import wall_clock_ms
+from opq.clock import wall_clock_ms
 from opq.domain import SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE
 
 _SYNTH_CHUNK_CYCLES: Final = 6000  # a data request is synthesized 100 s at a time

@@ -13,7 +13,8 @@ import numpy.typing as npt
 from scipy import signal
 
 from opq.box.recordings import Recording, Scale, read_recording
-from opq.box.source import SourceCycle, wall_clock_ms
+from opq.box.source import SourceCycle
+from opq.clock import wall_clock_ms
 from opq.domain import SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE, frequency_hz
 from opq.errors import ConfigError
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,8 +31,3 @@ class SampleSource(Protocol):
         Ends when the source ends.
         """
         ...
-
-
-def wall_clock_ms() -> int:
-    """Now [ms since the Unix epoch, UTC]."""
-    return time.time_ns() // 1_000_000

@@ -16,6 +16,7 @@ from typing import Any
 
 import zmq
 
+from opq.clock import wall_clock_ms
 from opq.config import MakaiSettings
 from opq.errors import OpqError, ProtocolError
 from opq.makai.acquisition import Acquisition
@@ -39,7 +40,7 @@ class Acquirer:
         secret_key: str,
         context: zmq.Context[zmq.Socket[bytes]],
         *,
-        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self._settings = settings
         self.keys = BoxKeys(store)

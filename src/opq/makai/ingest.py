@@ -17,6 +17,7 @@ from typing import Any, Final, Literal
 
 import zmq
 
+from opq.clock import wall_clock_ms
 from opq.config import MakaiSettings
 from opq.errors import OpqError, ProtocolError
 from opq.makai.auth import BoxKeys, curve_server, start_authenticator
@@ -37,11 +38,6 @@ _DRAIN: Final = 1_000
 """Most messages handled between two looks at the clock."""
 _MAX_MEASUREMENTS_PER_BOX_S: Final = 60
 """A box measuring every cycle sends 60 a second; more is a broken or hostile box."""
-
-
-def wall_clock_ms() -> int:
-    """Now [ms since epoch]."""
-    return int(time.time() * 1000)
 
 
 class _BoxView:

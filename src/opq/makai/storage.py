@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Final
 
 import numpy as np
 
+from opq.clock import wall_clock_ms
 from opq.errors import OpqError
 from opq.store import Store
 from opq.store.models import Measurement, Trend
@@ -37,7 +37,7 @@ class MeasurementWriter:
         *,
         interval_s: float,
         max_buffered: int,
-        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self._store = store
         self._interval_s = interval_s

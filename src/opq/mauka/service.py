@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import zmq
 
+from opq.clock import wall_clock_ms
 from opq.config import MaukaSettings
 from opq.errors import Conflict, InvalidValue, NotFound, OpqError, ProtocolError, StorageError
 from opq.mauka.analysis import PluginCounters, analyze_event
@@ -38,10 +39,6 @@ STALLED_S: Final = 30.0
 """Health says not ok when the loop has not come round for this long [s]."""
 
 
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class Mauka:
     """The Mauka service over one store: call `start`, then `run` until its stop event, then `close`.
 
@@ -58,7 +55,7 @@ class Mauka:
         settings: MaukaSettings,
         plugins: Sequence[Plugin],
         *,
-        clock_ms: Callable[[], int] = _wall_clock_ms,
+        clock_ms: Callable[[], int] = wall_clock_ms,
         health_host: str = "127.0.0.1",
     ) -> None:
         self.store = store

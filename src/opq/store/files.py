@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from opq.clock import wall_clock_ms
 from opq.errors import Conflict, InvalidValue, NotFound
 from opq.store import schema
 from opq.store.engine import translated, write_transaction
@@ -19,10 +19,6 @@ from opq.store.models import StoredFile
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 255 * 1024
-
-
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def check_filename(filename: str) -> None:
@@ -41,7 +37,7 @@ class Files:
         engine: Engine,
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-        clock_ms: Callable[[], int] = _wall_clock_ms,
+        clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         if chunk_size < 1:
             raise InvalidValue(f"chunk size {chunk_size} must be a positive number of bytes")
