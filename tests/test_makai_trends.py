@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from opq.makai.trends import TrendRollup
+from opq.protocol.columns import MeasurementColumns
 from opq.protocol.messages import BoxMeasurement, MetricStats
 from opq.store.models import Stats, Trend
 
@@ -91,13 +92,26 @@ def test_a_measurement_of_a_later_interval_closes_the_earlier_one_of_its_box_onl
     assert [(t.box_id, t.timestamp_ms) for t in rollup.due(MINUTE_MS + 5_000)] == [("2000", MINUTE_MS)]
 
 
-def test_a_measurement_closes_every_earlier_open_interval_of_its_box_oldest_first() -> None:
+def test_a_batch_spanning_several_intervals_of_a_box_closes_each_oldest_first() -> None:
     rollup = TrendRollup(interval_ms=1_000, grace_ms=10_000)
-    # Nothing of this box was emitted yet, so the earlier interval opens beside the later one.
+    rollup.add(measurement("1000", 500, rms=(120.0, 120.0, 120.0)), None)
+    batch = [
+        measurement("1000", ts, rms=(v, v, v)) for ts, v in [(900, 110.0), (2_500, 121.0), (5_600, 122.0)]
+    ]
+    closed = rollup.add_batch(MeasurementColumns.of(batch), ["a", "b", "c"])
+    assert [(t.timestamp_ms, t.voltage) for t in closed] == [
+        (1_000, Stats(110.0, 120.0, 115.0)),
+        (3_000, Stats(121.0, 121.0, 121.0)),
+    ]
+    assert [(t.timestamp_ms, t.location) for t in rollup.due(20_000)] == [(6_000, "c")]
+
+
+def test_a_measurement_of_an_interval_before_its_box_open_one_is_late() -> None:
+    rollup = TrendRollup(interval_ms=1_000, grace_ms=10_000)
     for ts in (2_500, 500):
         rollup.add(measurement("1000", ts, rms=(120.0, 120.0, 120.0)), None)
-    closed = rollup.add(measurement("1000", 5_600, rms=(120.0, 120.0, 120.0)), None)
-    assert [t.timestamp_ms for t in closed] == [1_000, 3_000]
+    assert rollup.late_measurements == 1
+    assert [t.timestamp_ms for t in rollup.due(20_000)] == [3_000]
 
 
 def test_due_waits_for_the_grace_and_emits_each_interval_once() -> None:
@@ -110,12 +124,12 @@ def test_due_waits_for_the_grace_and_emits_each_interval_once() -> None:
 
 def test_due_orders_trends_by_time_then_box() -> None:
     rollup = TrendRollup(interval_ms=1_000, grace_ms=0)
-    for box_id, ts in [("2000", 500), ("1000", 1_500), ("1000", 500)]:
+    for box_id, ts in [("2000", 500), ("3000", 1_500), ("1000", 500)]:
         rollup.add(measurement(box_id, ts, rms=(120.0, 120.0, 120.0)), None)
     assert [(t.timestamp_ms, t.box_id) for t in rollup.due(10_000)] == [
         (1_000, "1000"),
         (1_000, "2000"),
-        (2_000, "1000"),
+        (2_000, "3000"),
     ]
 
 
@@ -173,3 +187,43 @@ def test_every_in_order_measurement_lands_in_exactly_the_trend_of_its_interval(
             max(max(a, b) for _, a, b, _ in members),
             pytest.approx(sum(c for *_, c in members) / len(members)),
         )
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["1000", "2000", "3000"]),
+            st.integers(min_value=1, max_value=300_000),
+            stats_values,
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    st.lists(st.integers(min_value=1, max_value=20), min_size=1, max_size=10),
+)
+def test_batches_roll_up_as_one_measurement_at_a_time(
+    rows: list[tuple[str, int, float]], batch_sizes: list[int]
+) -> None:
+    rows = sorted(set(rows), key=lambda r: (r[1], r[0]))
+    rows = [r for i, r in enumerate(rows) if all(r[:2] != q[:2] for q in rows[:i])]
+    ms = [measurement(box, ts, rms=(v, v + 1.0, v + 0.5), f=(59.9, 60.1, 60.0)) for box, ts, v in rows]
+    one_by_one, batched = TrendRollup(), TrendRollup()
+    expected = [t for m in ms for t in one_by_one.add(m, f"at-{m.timestamp_ms}")]
+    got: list[Trend] = []
+    start = 0
+    for size in batch_sizes * len(ms):
+        if start >= len(ms):
+            break
+        chunk = ms[start : start + size]
+        got += batched.add_batch(MeasurementColumns.of(chunk), [f"at-{m.timestamp_ms}" for m in chunk])
+        start += size
+    expected += one_by_one.due(10**9)
+    got += batched.due(10**9)
+    assert sorted(map(_rounded, got)) == sorted(map(_rounded, expected))
+    assert batched.late_measurements == one_by_one.late_measurements == 0
+
+
+def _rounded(t: Trend) -> tuple[object, ...]:
+    """A trend with its averages rounded: a batch sums them in another order."""
+    stats = [(s.min, s.max, round(s.average, 9)) if s else None for s in (t.voltage, t.frequency)]
+    return (t.box_id, t.timestamp_ms, t.location, *stats, t.thd, t.transient)

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opq.makai.capture import CapturePlanner, CaptureRequest
-from opq.makai.triggering import Limits, abnormal_metrics, limits_of
+from opq.makai.triggering import Limits, abnormal_metrics, abnormal_rows, limits_of
+from opq.protocol.columns import MeasurementColumns
 from opq.protocol.messages import BoxMeasurement, MetricStats
 from opq.store.models import TriggerThresholds
 
@@ -384,3 +385,40 @@ def _covered(requests: Sequence[CaptureRequest], start_ms: int, end_ms: int) -> 
         if r.start_ms <= reach_ms:
             reach_ms = max(reach_ms, r.end_ms)
     return reach_ms >= end_ms
+
+
+@settings(max_examples=100)
+@given(streams(), st.lists(st.integers(1, 30), min_size=1, max_size=8))
+def test_batches_give_the_requests_of_their_measurements_taken_one_at_a_time(
+    rows: list[tuple[BoxMeasurement, bool]], batch_sizes: list[int]
+) -> None:
+    ms = [m for m, _ in rows]
+    one_at_a_time, batched = planner(), planner()
+    expected = [r for m in ms for r in one_at_a_time.observe(m)]
+    got: list[CaptureRequest] = []
+    start = 0
+    for size in itertools.cycle(batch_sizes):
+        if start >= len(ms):
+            break
+        got += batched.observe_batch(MeasurementColumns.of(ms[start : start + size]))
+        start += size
+    assert got == expected
+    assert (batched.measurements, batched.abnormal_measurements, batched.triggers) == (
+        one_at_a_time.measurements,
+        one_at_a_time.abnormal_measurements,
+        one_at_a_time.triggers,
+    )
+
+
+metric_values = st.one_of(
+    st.none(), st.tuples(*[st.sampled_from([math.nan, 0.0, 0.06, 59.6, 60.4, 119.0, 130.0])] * 3)
+)
+
+
+@given(st.lists(st.fixed_dictionaries({n: metric_values for n in ("rms", "f", "thd", "trans")}), min_size=1))
+def test_abnormal_rows_agree_with_abnormal_metrics(
+    metric_rows: list[dict[str, tuple[float, ...] | None]],
+) -> None:
+    ms = [measurement("1000", ts, **changes) for ts, changes in enumerate(metric_rows)]
+    flags = abnormal_rows(MeasurementColumns.of(ms), [DEFAULT_LIMITS] * len(ms))
+    assert flags.tolist() == [bool(abnormal_metrics(m, DEFAULT_LIMITS)) for m in ms]

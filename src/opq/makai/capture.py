@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from opq.makai.triggering import Limits, abnormal_metrics
+from opq.makai.triggering import Limits, abnormal_metrics, abnormal_rows
+from opq.protocol.columns import MeasurementColumns
 from opq.protocol.internal import CaptureRequest
 from opq.protocol.messages import BoxMeasurement
 from opq.store.models import Box, Region
@@ -92,17 +93,44 @@ class CapturePlanner:
         """The boxes of the open group that are abnormal now."""
         return tuple(self._group.abnormal) if self._group else ()
 
+    def observe_batch(self, columns: MeasurementColumns) -> list[CaptureRequest]:
+        """Take measurements in arrival order; return the requests they complete, in order.
+
+        Rows are tested against their limits all at once; only a batch where some box is or turns
+        abnormal is then taken a measurement at a time.
+        """
+        box_ids = columns.box_ids
+        abnormal = abnormal_rows(columns, [self._limits_for(box_id) for box_id in box_ids])
+        timestamps = columns.timestamps_ms.tolist()
+        if self._group is None and not abnormal.any():
+            for box_id, timestamp_ms in zip(box_ids, timestamps, strict=True):
+                self._note(box_id, timestamp_ms)
+            return []
+        requests: list[CaptureRequest] = []
+        for row in range(len(box_ids)):
+            group = self._group
+            if abnormal[row] or (group is not None and box_ids[row] in group.abnormal):
+                requests += self.observe(columns.measurement(row))
+            else:
+                self._note(box_ids[row], timestamps[row])
+        return requests
+
+    def _note(self, box_id: str, timestamp_ms: int) -> bool:
+        """Record a measurement's time; False (and counted) if it is not after the box's previous one."""
+        previous_ms = self._last_ms.get(box_id)
+        if previous_ms is not None and timestamp_ms <= previous_ms:
+            self.out_of_order += 1
+            logger.debug("box %s: measurement at %d not after %d, ignored", box_id, timestamp_ms, previous_ms)
+            return False
+        self.measurements += 1
+        self._last_ms[box_id] = timestamp_ms
+        return True
+
     def observe(self, m: BoxMeasurement) -> list[CaptureRequest]:
         """Take one measurement; return the requests (pieces, or the group's last one) it completes."""
         previous_ms = self._last_ms.get(m.box_id)
-        if previous_ms is not None and m.timestamp_ms <= previous_ms:
-            self.out_of_order += 1
-            logger.debug(
-                "box %s: measurement at %d not after %d, ignored", m.box_id, m.timestamp_ms, previous_ms
-            )
+        if not self._note(m.box_id, m.timestamp_ms):
             return []
-        self.measurements += 1
-        self._last_ms[m.box_id] = m.timestamp_ms
         reasons = abnormal_metrics(m, self._limits_for(m.box_id))
         group = self._group
         if reasons:

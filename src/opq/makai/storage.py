@@ -13,7 +13,8 @@ import numpy as np
 from opq.clock import wall_clock_ms
 from opq.errors import OpqError
 from opq.store import Store
-from opq.store.models import Measurement, Trend
+from opq.store.measurements import MeasurementRow
+from opq.store.models import Trend
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class MeasurementWriter:
         self._interval_s = interval_s
         self._max_buffered = max_buffered
         self._clock_ms = clock_ms
-        self._pending: deque[Measurement] = deque()
+        self._pending: deque[MeasurementRow] = deque()
         self._trends: deque[Trend] = deque()
         self._lags_ms: deque[float] = deque(maxlen=_LAG_SAMPLES)
         self._lock = threading.Lock()
@@ -55,13 +56,14 @@ class MeasurementWriter:
         self.database_ok = True
         self.last_error = ""
 
-    def put(self, measurement: Measurement) -> bool:
-        """Queue a measurement; False (and counted) if the buffer is full."""
-        if len(self._pending) >= self._max_buffered:
-            self.dropped += 1
-            return False
-        self._pending.append(measurement)
-        return True
+    def put_rows(self, rows: Sequence[MeasurementRow]) -> int:
+        """Queue rows (any past a full buffer are dropped and counted); returns how many were queued."""
+        room = max(0, self._max_buffered - len(self._pending))
+        if len(rows) > room:
+            self.dropped += len(rows) - room
+            rows = rows[:room]
+        self._pending.extend(rows)
+        return len(rows)
 
     def put_trends(self, trends: Sequence[Trend]) -> None:
         """Queue rolled-up trends (few: one per box a minute)."""
@@ -93,7 +95,7 @@ class MeasurementWriter:
         while self._pending:
             batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
             try:
-                result = self._store.measurements.insert_many(batch)
+                result = self._store.measurements.insert_rows(batch)
             except OpqError as err:
                 self._pending.extendleft(reversed(batch))
                 self._failed(err)
@@ -123,8 +125,8 @@ class MeasurementWriter:
             logger.error("cannot write measurements, holding them (%d waiting): %s", self.buffered, err)
         self.database_ok = False
 
-    def _record_lags(self, batch: list[Measurement]) -> None:
+    def _record_lags(self, batch: list[MeasurementRow]) -> None:
         now_ms = self._clock_ms()
         step = max(1, len(batch) // 1000)  # a sample is enough for percentiles
         with self._lock:
-            self._lags_ms.extend(float(now_ms - m.timestamp_ms) for m in batch[::step])
+            self._lags_ms.extend(float(now_ms - row[1]) for row in batch[::step])

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
+from opq.protocol.columns import METRICS, MeasurementColumns
 from opq.protocol.messages import BoxMeasurement
 from opq.store.models import TriggerThresholds
 
@@ -60,6 +65,40 @@ def abnormal_metrics(m: BoxMeasurement, limits: Limits) -> list[str]:
     if trans is not None and trans.max > limits.transient_high_v:
         reasons.append(f"trans max {trans.max:.1f} V > {limits.transient_high_v:.1f} V")
     return reasons
+
+
+def abnormal_rows(columns: MeasurementColumns, limits: Sequence[Limits]) -> npt.NDArray[np.bool_]:
+    """Per row, whether `abnormal_metrics` finds anything in row i against `limits[i]` (same rules)."""
+    if len(columns) == 0:
+        return np.zeros(0, dtype=np.bool_)
+    distinct = {id(each): each for each in limits}
+    rows = distinct.values() if len(distinct) == 1 else limits
+    bounds = np.array([_bounds(each) for each in rows])
+    v_low, v_high, f_low, f_high, thd_high, transient_high = bounds.T
+    stats = columns.stats
+    rms, f, thd, trans = (stats[:, METRICS.index(name)] for name in ("rms", "f", "thd", "trans"))
+    # A missing metric is NaN, and every comparison with NaN is false: nominal.
+    with np.errstate(invalid="ignore"):
+        abnormal: npt.NDArray[np.bool_] = (
+            (rms[:, 0] < v_low)
+            | (rms[:, 1] > v_high)
+            | (f[:, 0] < f_low)
+            | (f[:, 1] > f_high)
+            | (thd[:, 1] > thd_high)
+            | (trans[:, 1] > transient_high)
+        )
+    return abnormal
+
+
+def _bounds(limits: Limits) -> tuple[float, ...]:
+    return (
+        limits.v_low_v,
+        limits.v_high_v,
+        limits.f_low_hz,
+        limits.f_high_hz,
+        limits.thd_high_ratio,
+        limits.transient_high_v,
+    )
 
 
 def _test_band(

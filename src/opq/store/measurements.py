@@ -32,6 +32,8 @@ _MEASUREMENT_COLUMNS = (
 )
 _COPY_TYPES = ("text", "int8", "float8", "float8", "float8", "float8", "int8")
 _METRICS = ("voltage", "frequency", "thd", "transient")
+MeasurementRow = tuple[str, int, float, float | None, float | None, float | None]
+"""A measurement as a row: box id, timestamp [ms], voltage, frequency, THD, transient."""
 _ROW = attrgetter("box_id", "timestamp_ms", "voltage", "frequency", "thd", "transient")
 _BOX_ID = itemgetter(0)
 _TIMESTAMP_MS = itemgetter(1)
@@ -83,12 +85,16 @@ class Measurements:
 
         Of two measurements of a batch with the same key, the first one is kept.
         """
+        return self.insert_rows(list(map(_ROW, batch)))
+
+    def insert_rows(self, batch: Sequence[MeasurementRow]) -> InsertResult:
+        """`insert_many` for measurements already as rows (what ingest builds, without an object a row)."""
         if not batch:
             return InsertResult(0, 0)
         # Grouped by box (a stable sort keeps each box's order, so the first duplicate still
         # wins): consecutive inserts then go to the same index page, and on PostgreSQL one box's
         # rows of a batch share heap pages, which a read of that box's hour touches fewer of.
-        rows = sorted(map(_ROW, batch), key=_BOX_ID)
+        rows = sorted(batch, key=_BOX_ID)
         action = f"store {len(rows)} measurements"
         with (
             translated(action),
