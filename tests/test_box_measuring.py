@@ -155,3 +155,72 @@ def test_every_cycle_is_in_exactly_one_measurement(rate: int, n: int) -> None:
     ends = [T0 + round(min(n, rate * (k + 1)) * CYCLE_DURATION_MS) for k in range(len(out))]
     assert [m.timestamp_ms for m in out] == ends
     assert all("rms" in m.metrics for m in out)
+
+
+@pytest.mark.parametrize("frequency_hz", [57.0, 58.7, 61.4, 63.0], ids=lambda f: f"{f}Hz")
+def test_the_rms_is_over_whole_periods_off_60_hz(frequency_hz: float) -> None:
+    # A 200-sample block off 60 Hz reads up to 2.6 % off; a period of the measured frequency does not.
+    out = run(MeasurementBuilder("1", CALIBRATION, 12), cycles(61, sine(frequency_hz, third_percent=4)))
+    truth_v = 120 * math.hypot(1, 0.04)
+    for m in out:
+        rms = m.metrics["rms"]
+        assert abs(rms.min - truth_v) <= 0.001 * 120 and abs(rms.max - truth_v) <= 0.001 * 120
+        assert m.metrics["f"].average == pytest.approx(frequency_hz, abs=2e-3)
+
+
+def test_an_interruption_falls_back_to_the_box_cycle_rms() -> None:
+    def interrupted(t_s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.where(t_s < 1 / 3, sine(58.0)(t_s), 1.0)  # 1 V of DC from cycle 20: no frequency
+
+    out = run(MeasurementBuilder("1", CALIBRATION), cycles(61, interrupted))
+    assert out[0].metrics["rms"].average == pytest.approx(120, rel=1e-3)
+    dark = out[4]
+    assert "f" not in dark.metrics
+    assert dark.metrics["rms"].min == dark.metrics["rms"].max == pytest.approx(1.0, abs=0.01)
+
+
+def _same(a: list[BoxMeasurement], b: list[BoxMeasurement]) -> None:
+    assert [m.timestamp_ms for m in a] == [m.timestamp_ms for m in b]
+    for x, y in zip(a, b, strict=True):
+        assert set(x.metrics) == set(y.metrics)
+        for name, stats in x.metrics.items():
+            other = y.metrics[name]
+            # A block's span reaches further, so a crossing or two at its edges may join a fit.
+            for value, expected in (
+                (stats.min, other.min),
+                (stats.max, other.max),
+                (stats.average, other.average),
+            ):
+                assert value == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rate=st.integers(1, 70),
+    n=st.integers(0, 200),
+    block=st.integers(1, 90),
+    gap_at=st.integers(0, 200),
+)
+def test_blocks_of_cycles_give_the_measurements_of_cycle_by_cycle(
+    rate: int, n: int, block: int, gap_at: int
+) -> None:
+    shape = sine(59.3, third_percent=3)
+    stream = list(cycles(min(gap_at, n), shape)) + list(cycles(n - min(gap_at, n), shape, first=gap_at + 100))
+    one_by_one = MeasurementBuilder("1", CALIBRATION, rate)
+    expected = run(one_by_one, iter(stream))
+    last = one_by_one.flush()
+    expected += [last] if last is not None else []
+
+    blocks = MeasurementBuilder("1", CALIBRATION, rate)
+    got: list[BoxMeasurement] = []
+    for first in range(0, len(stream), block):
+        chunk = stream[first : first + block]
+        got += blocks.add_cycles([c.timestamp_ms for c in chunk], np.stack([c.counts for c in chunk]))
+    last = blocks.flush()
+    got += [last] if last is not None else []
+    _same(got, expected)
+
+
+def test_add_cycles_refuses_mismatched_timestamps() -> None:
+    with pytest.raises(ValueError, match="3 timestamps for 2 cycles"):
+        MeasurementBuilder("1", CALIBRATION).add_cycles([T0, T0 + 17, T0 + 33], np.zeros((2, 200), np.int16))

@@ -301,8 +301,9 @@ def test_waveform_metrics_match_the_single_metrics() -> None:
     assert metrics.frequency_hz.shape == (6,)
     assert metrics.thd_ratio.shape == (5,)
     assert metrics.transient_v.shape == (60,)
-    np.testing.assert_array_equal(metrics.rms_v, rms_per_cycle(samples))
     np.testing.assert_allclose(metrics.frequency_hz, frequency_per_window(samples), rtol=1e-12)
+    # Each cycle's RMS is over one period of its 10-cycle window's frequency.
+    np.testing.assert_array_equal(metrics.rms_v, rms_per_cycle(samples, np.repeat(metrics.frequency_hz, 10)))
     np.testing.assert_array_equal(metrics.thd_ratio, thd_per_window(samples))
     np.testing.assert_array_equal(metrics.transient_v, transient_per_cycle(samples))
 

@@ -281,9 +281,10 @@ def edge_cycles(scenario: Scenario, count: int, margin_cycles: int) -> npt.NDArr
 def full_signal_metrics(simulator: Simulator, count: int) -> CycleMetrics:
     """opq.domain's metrics of the box's ADC counts, one value per cycle (windows repeated)."""
     seen_v = simulator.counts(0, count * SAMPLES_PER_CYCLE) / simulator.calibration_constant
+    frequency_hz = np.repeat(frequency_per_window(seen_v, 10), 10)
     return CycleMetrics(
-        rms_v=rms_per_cycle(seen_v),
-        frequency_hz=np.repeat(frequency_per_window(seen_v, 10), 10),
+        rms_v=rms_per_cycle(seen_v, frequency_hz),  # over one period, as a box measures it
+        frequency_hz=frequency_hz,
         thd_ratio=np.repeat(thd_per_window(seen_v, 12), 12),
         transient_v=transient_per_cycle(seen_v),
     )

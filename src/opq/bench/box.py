@@ -1,10 +1,8 @@
 """The box benchmark: opq.domain's metrics against known truth, their CPU cost, a fleet against a fake cloud.
 
-Accuracy uses simulated supplies whose truth is a parameter of the scenario: the RMS of a sine
-with harmonics and noise, a constant (or sinusoidally wandering) frequency, a THD. The fleet runs
-in its own processes against a fake cloud of three processes (measurement SUB, command PUB,
-response PULL, CURVE servers on 127.0.0.1), one socket each, so that each holds one descriptor a
-box and 10,000 boxes fit under a 20,000-file limit.
+Accuracy and CPU are in `box_metrics`. The fleet runs in its own processes against a fake cloud
+of three processes (measurement SUB, command PUB, response PULL, CURVE servers on 127.0.0.1), one
+socket each, so that each holds one descriptor a box and 10,000 boxes fit under a 20,000-file limit.
 """
 
 from __future__ import annotations
@@ -24,92 +22,43 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 import zmq
 
-from opq.bench.machine import machine as describe_machine
-from opq.box.disturbances import SupplyModel
-from opq.box.fleet import Fleet, FleetCounters, FleetSettings, histogram_percentile
-from opq.box.fleet_metrics import BoxRates, FastMeter
-from opq.box.fleet_worker import FleetOptions, ShardStatus
-from opq.box.measuring import MeasurementBuilder
-from opq.box.ringbuffer import CYCLE_DURATION_MS
-from opq.box.scenario import Scenario, scenario_from_dict
-from opq.box.simulator import DEFAULT_CALIBRATION, Simulator, Variations
-from opq.box.source import SourceCycle
-from opq.domain import (
-    SAMPLE_RATE_HZ,
-    SAMPLES_PER_CYCLE,
-    frequency_per_window,
-    rms_per_cycle,
-    thd_per_window,
-    waveform_metrics,
+from opq.bench.box_metrics import (
+    CLEAN_SUPPLY,
+    AccuracyFigures,
+    CpuFigures,
+    ErrorFigures,
+    accuracy_of_metrics,
+    cpu_of_metrics,
 )
+from opq.bench.machine import machine as describe_machine
+from opq.box.fleet import Fleet, FleetCounters, FleetSettings, histogram_percentile
+from opq.box.fleet_worker import FleetOptions, ShardStatus
+from opq.box.ringbuffer import CYCLE_DURATION_MS
+from opq.box.scenario import scenario_from_dict
+from opq.domain import SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE
 from opq.protocol import KeyPair, decode_measurement, generate_keypair, measurement_topic
 
-NOMINAL_V: Final = 120.0
-RMS_WINDOW_CYCLES: Final = 12  # IEC 61000-4-30's 10/12-cycle magnitude interval at 60 Hz
-_HARMONICS: Final = ((3, 2.0), (5, 3.0))
-_THD_PATTERN: Final = ((3, 2.0), (5, 6.0), (7, 4.0), (11, 2.0), (13, 2.0))  # 8 % (scenarios/thd.toml)
+__all__ = [
+    "AccuracyFigures",
+    "BoxBenchResult",
+    "CpuFigures",
+    "ErrorFigures",
+    "FleetFigures",
+    "accuracy_of_metrics",
+    "cpu_of_metrics",
+    "run_box_bench",
+    "run_fleet_bench",
+]
+
 ACCEPT_BACKLOG: Final = 4096
 """The fake cloud's listen backlog (ZeroMQ's default of 100 drops SYNs when thousands connect)."""
 DRAIN_S: Final = 30.0
 """After measuring, the boxes stop and get this long to send what they queued, before loss is counted."""
 CONNECT_TIMEOUT_S: Final = 120.0
 """How long the fleet is given for every box to be connected and subscribed before measuring anyway."""
-_CLEAN: Final = {
-    "noise_v_rms": 0.3,
-    "seed": 1,
-    "drift": {"amplitude_v": 0.6, "period_s": 600.0},
-    "wander": {"amplitude_hz": 0.02, "period_s": 30.0, "shape": "random"},
-    "harmonics": [{"order": 3, "percent": 0.8}, {"order": 5, "percent": 1.2}],
-}
 ProgressFn = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ErrorFigures:
-    """|measured − true| of one metric over windows, in `unit`; `cases` is the worst per case."""
-
-    unit: str
-    target: float
-    windows: int
-    median: float
-    p99: float
-    max: float
-    cases: dict[str, float]
-
-
-@dataclass(frozen=True)
-class AccuracyFigures:
-    """opq.domain on simulated ADC counts against the scenarios' known truth."""
-
-    rms_near_nominal: ErrorFigures
-    """12-cycle RMS, 59.9–60.1 Hz, 108–132 V [% of 120 V]."""
-    rms_off_nominal: ErrorFigures
-    """12-cycle RMS, 57–63 Hz [% of 120 V]: the 200-sample blocks are not synchronized to the grid."""
-    frequency: ErrorFigures
-    """10-cycle frequency, 57–63 Hz, 0.5 V noise, harmonics [mHz]."""
-    thd: ErrorFigures
-    """12-cycle THD of 1–20 %, 59.5–60.5 Hz [percentage points]."""
-
-
-@dataclass(frozen=True)
-class CpuFigures:
-    """Process CPU time per box-second of signal [µs], medians of repeats."""
-
-    builder_rate_10_us: float
-    """MeasurementBuilder (the full-signal path of a box) at 10 cycles per measurement."""
-    builder_rate_60_us: float
-    """MeasurementBuilder at 60 cycles per measurement (OPQ's cadence)."""
-    domain_batched_us: float
-    """opq.domain's `waveform_metrics` over 60-cycle blocks of 60 boxes at once: the math alone."""
-    synthesis_us: float
-    """Simulator.counts: samples of a box, as full-signal mode and GetData pay."""
-    fast_path_us: float
-    """FastMeter.measure for 1,000 boxes: metrics from the model, summaries and encoding."""
-    box_seconds: int
-    repeats: int
 
 
 @dataclass(frozen=True)
@@ -198,141 +147,6 @@ def run_box_bench(
                 progress=progress,
             )
     return BoxBenchResult(accuracy_figures, cpu_figures, fleet_figures, machine)
-
-
-# --- accuracy -----------------------------------------------------------------------------------
-
-
-def _supply(frequency_hz: float, voltage_v: float, noise_v: float, harmonics: Any, seed: int) -> Scenario:
-    supply = {
-        "nominal_voltage_v": voltage_v,
-        "nominal_frequency_hz": frequency_hz,
-        "noise_v_rms": noise_v,
-        "seed": seed,
-        "harmonics": [{"order": order, "percent": percent} for order, percent in harmonics],
-    }
-    return scenario_from_dict({"supply": supply})
-
-
-def _seen_v(scenario: Scenario, cycles: int) -> npt.NDArray[np.float64]:
-    simulator = Simulator(scenario, box_seed=0, start_ms=0)
-    return simulator.counts(0, cycles * 200) / simulator.calibration_constant
-
-
-def _figures(unit: str, target: float, errors: dict[str, npt.NDArray[np.float64]]) -> ErrorFigures:
-    every = np.concatenate(list(errors.values()))
-    return ErrorFigures(
-        unit=unit,
-        target=target,
-        windows=len(every),
-        median=float(np.median(every)),
-        p99=float(np.percentile(every, 99)),
-        max=float(every.max()),
-        cases={case: float(values.max()) for case, values in errors.items()},
-    )
-
-
-def accuracy_of_metrics(seconds: int = 10) -> AccuracyFigures:
-    """RMS, frequency and THD errors of opq.domain on `seconds` of each simulated supply."""
-    cycles = 60 * seconds
-    rms_near: dict[str, npt.NDArray[np.float64]] = {}
-    rms_off: dict[str, npt.NDArray[np.float64]] = {}
-    for case, (f, u) in enumerate(
-        [(59.9, 120.0), (60.0, 108.0), (60.0, 120.0), (60.0, 132.0), (60.1, 120.0)]
-    ):
-        rms_near[f"{f:g} Hz {u:g} V"] = _rms_errors(f, u, cycles, seed=10 + case)
-    for case, f in enumerate([57.0, 58.0, 59.0, 59.5, 60.5, 61.0, 62.0, 63.0]):
-        rms_off[f"{f:g} Hz"] = _rms_errors(f, NOMINAL_V, cycles, seed=20 + case)
-    frequency: dict[str, npt.NDArray[np.float64]] = {}
-    for case, f in enumerate(np.arange(57.0, 63.01, 0.5)):
-        measured = frequency_per_window(
-            _seen_v(_supply(float(f), NOMINAL_V, 0.5, _HARMONICS, 30 + case), cycles), 10
-        )
-        frequency[f"{f:g} Hz"] = 1000 * np.abs(measured - f)
-    wander = scenario_from_dict(
-        {"supply": {**_CLEAN, "noise_v_rms": 0.5, "wander": {"amplitude_hz": 0.05, "period_s": 5.0}}}
-    )
-    truth = SupplyModel(wander).frequency_hz(0, cycles).reshape(-1, 10).mean(axis=1)
-    frequency["60 Hz ± 0.05 Hz wander"] = 1000 * np.abs(
-        frequency_per_window(_seen_v(wander, cycles), 10) - truth
-    )
-    thd: dict[str, npt.NDArray[np.float64]] = {}
-    for case, (percent, f) in enumerate((p, f) for p in (1, 2, 5, 8, 12, 16, 20) for f in (59.5, 60.0, 60.5)):
-        harmonics = [(order, share * percent / 8) for order, share in _THD_PATTERN]
-        measured = thd_per_window(_seen_v(_supply(f, NOMINAL_V, 0.2, harmonics, 50 + case), cycles), 12)
-        thd[f"{percent} % at {f:g} Hz"] = np.abs(100 * measured - percent)
-    return AccuracyFigures(
-        rms_near_nominal=_figures("% of 120 V", 0.1, rms_near),
-        rms_off_nominal=_figures("% of 120 V", 0.1, rms_off),
-        frequency=_figures("mHz", 10.0, frequency),
-        thd=_figures("percentage points", 0.1, thd),
-    )
-
-
-def _rms_errors(frequency_hz: float, voltage_v: float, cycles: int, seed: int) -> npt.NDArray[np.float64]:
-    """|12-cycle RMS − true RMS| [% of 120 V]; true: √(U²·(1 + Σ harmonic²) + σ²)."""
-    noise_v = 0.3
-    truth = math.sqrt(voltage_v**2 * (1 + sum((p / 100) ** 2 for _, p in _HARMONICS)) + noise_v**2)
-    per_cycle = rms_per_cycle(_seen_v(_supply(frequency_hz, voltage_v, noise_v, _HARMONICS, seed), cycles))
-    windows = np.sqrt(np.mean(per_cycle.reshape(-1, RMS_WINDOW_CYCLES) ** 2, axis=1))
-    return np.asarray(100 * np.abs(windows - truth) / NOMINAL_V, dtype=np.float64)
-
-
-# --- CPU ----------------------------------------------------------------------------------------
-
-
-def _median_cpu_us(run: Callable[[], object], box_seconds: float, repeats: int) -> float:
-    spent = []
-    for _ in range(repeats):
-        started = time.process_time()
-        run()
-        spent.append(time.process_time() - started)
-    return float(np.median(spent)) / box_seconds * 1e6
-
-
-def cpu_of_metrics(repeats: int = 5, box_seconds: int = 60) -> CpuFigures:
-    """CPU per box-second of the full-signal path, opq.domain alone, synthesis and the fast path."""
-    clean = scenario_from_dict({"supply": _CLEAN})
-    simulator = Simulator(clean, box_seed=1000, start_ms=0)
-    cycles = 60 * box_seconds
-    counts = simulator.counts(0, cycles * 200).reshape(cycles, 200)
-    taken = [SourceCycle(simulator.timestamp_ms_of_cycle(i), counts[i]) for i in range(cycles)]
-
-    def build(rate: int) -> Callable[[], object]:
-        def run() -> None:
-            builder = MeasurementBuilder("1000", DEFAULT_CALIBRATION, rate)
-            for cycle in taken:
-                builder.add(cycle)
-
-        return run
-
-    blocks_v = counts.reshape(box_seconds, 60 * 200) / DEFAULT_CALIBRATION
-    ids = [str(1000 + i) for i in range(1000)]
-    model = SupplyModel(clean)
-    fast_seconds = 10
-
-    def fast() -> None:
-        meter = FastMeter(
-            [model],
-            [0] * len(ids),
-            Variations.for_boxes(range(1000, 2000)),
-            ids,
-            BoxRates(len(ids), 10),
-            start_ms=0,
-            calibration_constant=DEFAULT_CALIBRATION,
-        )
-        for cycle in range(0, 60 * fast_seconds, 10):
-            meter.measure(cycle, 10)
-
-    return CpuFigures(
-        builder_rate_10_us=_median_cpu_us(build(10), box_seconds, repeats),
-        builder_rate_60_us=_median_cpu_us(build(60), box_seconds, repeats),
-        domain_batched_us=_median_cpu_us(lambda: waveform_metrics(blocks_v), box_seconds, repeats),
-        synthesis_us=_median_cpu_us(lambda: simulator.counts(0, cycles * 200), box_seconds, repeats),
-        fast_path_us=_median_cpu_us(fast, len(ids) * fast_seconds, max(1, repeats // 2)),
-        box_seconds=box_seconds,
-        repeats=repeats,
-    )
 
 
 # --- the fleet against a fake cloud -------------------------------------------------------------
@@ -483,7 +297,7 @@ def run_fleet_bench(
     measurement, command, response = endpoints
     options = FleetOptions(measurement, command, response, server.public, send_slices=send_slices)
     settings = FleetSettings(
-        scenario_from_dict({"supply": _CLEAN}), boxes, options, keys_dir, processes=processes
+        scenario_from_dict({"supply": CLEAN_SUPPLY}), boxes, options, keys_dir, processes=processes
     )
     fleet = Fleet(settings)
     try:

@@ -30,7 +30,6 @@ from opq.box.fleet_encoding import METRICS, IntArray, MeasurementBatch, encode_b
 from opq.box.measuring import MeasurementBuilder, check_rate
 from opq.box.ringbuffer import CYCLE_DURATION_MS
 from opq.box.simulator import Simulator, Variations, fleet_cycle_metrics
-from opq.box.source import SourceCycle
 from opq.domain import FREQUENCY_WINDOW_CYCLES, SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE, THD_WINDOW_CYCLES
 from opq.protocol import BoxMeasurement, encode_measurement
 
@@ -389,10 +388,9 @@ class SignalMeter:
         done = []
         for box, (simulator, builder) in enumerate(zip(self._simulators, self.builders, strict=True)):
             counts = simulator.counts(first_cycle * SAMPLES_PER_CYCLE, count * SAMPLES_PER_CYCLE)
-            counts = counts.reshape(count, SAMPLES_PER_CYCLE)
-            for row in np.flatnonzero(~simulator.silent_cycles(first_cycle, count)).tolist():
-                timestamp_ms = simulator.timestamp_ms_of_cycle(first_cycle + row)
-                measurement = builder.add(SourceCycle(timestamp_ms, counts[row]))
-                if measurement is not None:
-                    done.append((box, measurement))
+            heard = np.flatnonzero(~simulator.silent_cycles(first_cycle, count)).tolist()
+            timestamps_ms = [simulator.timestamp_ms_of_cycle(first_cycle + row) for row in heard]
+            rows = counts.reshape(count, SAMPLES_PER_CYCLE)[heard]
+            # One pass over the block per box: the measurements `add` would give cycle by cycle.
+            done += [(box, measurement) for measurement in builder.add_cycles(timestamps_ms, rows)]
         return done

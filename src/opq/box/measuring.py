@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
 from opq.box.ringbuffer import CYCLE_DURATION_MS, TimedCounts
-from opq.domain import (
-    FREQUENCY_WINDOW_CYCLES,
-    SAMPLES_PER_CYCLE,
-    THD_WINDOW_CYCLES,
-    frequency_per_window,
-    rms_per_cycle,
-    summarize,
-    thd_per_window,
-    transient_per_cycle,
-)
+from opq.domain import FREQUENCY_WINDOW_CYCLES, SAMPLES_PER_CYCLE, THD_WINDOW_CYCLES
+from opq.domain.span_metrics import span_metrics
 from opq.protocol import BoxMeasurement, MetricStats
 
 MIN_RATE_CYCLES: Final = 1
@@ -34,7 +27,17 @@ and judges a box silent after a minute without one, so a slower box would look u
 GAP_TOLERANCE_MS: Final = 1.5 * CYCLE_DURATION_MS
 """Consecutive cycles further apart than this [ms] have a gap (lost cycles, a silent box) between them."""
 
-_Span = tuple[int, int]  # [first, stop) cycle indices into the history
+_METRIC_NAMES: Final[tuple[str, ...]] = ("rms", "f", "thd", "trans")  # in the order OPQ sends them
+_INITIAL_CAPACITY_CYCLES: Final = 256
+
+
+@dataclass(frozen=True)
+class _Span:
+    """A measurement to compute: history cycles [first, stop) and the timestamp of its end."""
+
+    first: int
+    stop: int
+    end_ms: int
 
 
 class MeasurementBuilder:
@@ -44,8 +47,10 @@ class MeasurementBuilder:
     `thd` one per 12-cycle window (ratio). The windows are laid back to back ending at the
     measurement's end, ceil(N / window) of them, so every cycle is covered and, when N is not a
     multiple of a window, the earliest window reaches back into the previous measurement (with N = 10,
-    each `thd` covers the last 12 cycles). The frequency and transient filters get one cycle of
-    context on each side, so a measurement is emitted when the cycle after it arrives.
+    each `thd` covers the last 12 cycles). A cycle's `rms` is over one period of the frequency its
+    window measured, centred on the cycle (`opq.domain.rms_per_cycle` with `fundamental_hz`), so it
+    is exact off 60 Hz too. The frequency and transient filters get one cycle of context on each
+    side, so a measurement is emitted when the cycle after it arrives.
 
     `timestamp_ms` is the end of the measured span (when its last sample was taken, counted in
     16.67 ms cycles from the first cycle after the last gap, so rounding does not accumulate): a
@@ -55,6 +60,10 @@ class MeasurementBuilder:
     half its length at the start of the stream) is left out rather than sent as NaN, as the
     original left out metrics it had no value for. A gap in the timestamps ends the measurement in
     progress early and starts afresh: no window spans a gap.
+
+    The cycles are kept in one preallocated array, and everything a measurement needs is computed
+    by `opq.domain.span_metrics` in one pass; `add_cycles` takes a block of cycles and computes all
+    the measurements it completes in one pass, which is how a simulated fleet feeds its boxes.
     """
 
     def __init__(
@@ -72,12 +81,14 @@ class MeasurementBuilder:
             )
         self.box_id = box_id
         self.calibration_constant = float(calibration_constant)
+        self._volts_per_count = 1.0 / self.calibration_constant
         self._frequency_window = frequency_window_cycles
         self._thd_window = thd_window_cycles
         self._rate_lock = threading.Lock()
         self._rate = check_rate(cycles_per_measurement)
-        self._counts: deque[npt.NDArray[np.int16]] = deque()
-        self._timestamps_ms: deque[int] = deque()
+        self._counts = np.empty((_INITIAL_CAPACITY_CYCLES, SAMPLES_PER_CYCLE), dtype=np.int16)
+        self._n = 0  # cycles of history in self._counts[:n], oldest first
+        self._last_ms = 0  # timestamp of the newest cycle
         self._pending = 0  # cycles at the end of the history that belong to the measurement in progress
         self._segment_start_ms = 0  # start of the first cycle since the last gap
         self._segment_cycles = 0  # cycles taken since the last gap
@@ -100,60 +111,123 @@ class MeasurementBuilder:
     def add(self, cycle: TimedCounts) -> BoxMeasurement | None:
         """Take the next cycle; returns the measurement it completes, if any."""
         timestamp_ms = int(cycle.timestamp_ms)
-        done: BoxMeasurement | None = None
-        if self._timestamps_ms:
-            step_ms = timestamp_ms - self._timestamps_ms[-1]
-            if step_ms <= 0 or step_ms > GAP_TOLERANCE_MS:
-                done = self.flush()
-                self._counts.clear()
-                self._timestamps_ms.clear()
-        if not self._timestamps_ms:
-            self._segment_start_ms, self._segment_cycles = timestamp_ms, 0
-        self._segment_cycles += 1
-        self._counts.append(np.array(cycle.counts, dtype=np.int16))  # a source may reuse its buffer
-        self._timestamps_ms.append(timestamp_ms)
-        with self._rate_lock:
-            rate = self._rate
-        if done is None and self._pending >= rate:
-            done = self._measure(len(self._counts) - 1 - self._pending, len(self._counts) - 1)
+        done = None
+        if self._n and not 0 < timestamp_ms - self._last_ms <= GAP_TOLERANCE_MS:
+            done = self.flush()
+            self._n = 0
+        self._append(timestamp_ms, cycle.counts, 1)
+        self._last_ms = timestamp_ms
+        if self._pending >= self._rate and done is None:
+            stop = self._n - 1  # the new cycle is the context after the measurement
+            done = self._compute([_Span(stop - self._pending, stop, self._end_ms(stop))])[0]
             self._pending = 0
         self._pending += 1
-        keep = self._pending + max(self._frequency_window, self._thd_window) + 1
-        while len(self._counts) > keep:
-            self._counts.popleft()
-            self._timestamps_ms.popleft()
+        return done
+
+    def add_cycles(self, timestamps_ms: Sequence[int], counts: npt.ArrayLike) -> list[BoxMeasurement]:
+        """Take a block of cycles (counts: one row of 200 per cycle); the measurements they complete.
+
+        The same measurements as `add` cycle by cycle, computed together: one pass over each
+        stretch of the block without a gap. A rate set while a block is taken applies from the next.
+        """
+        rows = np.asarray(counts).reshape(-1, SAMPLES_PER_CYCLE)
+        stamps = [int(t) for t in timestamps_ms]
+        if len(stamps) != len(rows):
+            raise ValueError(f"{len(stamps)} timestamps for {len(rows)} cycles of counts")
+        done: list[BoxMeasurement] = []
+        start = 0
+        while start < len(stamps):
+            if self._n and not 0 < stamps[start] - self._last_ms <= GAP_TOLERANCE_MS:
+                flushed = self.flush()
+                done += [flushed] if flushed is not None else []
+                self._n = 0
+            stop = start + 1
+            while stop < len(stamps) and 0 < stamps[stop] - stamps[stop - 1] <= GAP_TOLERANCE_MS:
+                stop += 1
+            done += self._add_run(stamps[start], stamps[stop - 1], rows[start:stop])
+            start = stop
         return done
 
     def flush(self) -> BoxMeasurement | None:
         """The measurement in progress, however short, without waiting for more cycles (end of stream)."""
         if self._pending == 0:
             return None
-        n = len(self._counts)
-        done = self._measure(n - self._pending, n)
+        span = _Span(self._n - self._pending, self._n, self._end_ms(self._n))
         self._pending = 0
-        return done
+        return self._compute([span])[0]
 
-    def _measure(self, first: int, stop: int) -> BoxMeasurement:
-        """The measurement of history cycles [first, stop); the history may hold context either side."""
-        n = len(self._counts)
-        samples_v = np.concatenate(self._counts).astype(np.float64) / self.calibration_constant
-        samples_v = samples_v.reshape(n, SAMPLES_PER_CYCLE)
-        context = (max(0, first - 1), min(n, stop + 1))
-        transient_v = transient_per_cycle(samples_v[context[0] : context[1]].ravel())
-        values = {
-            "rms": rms_per_cycle(samples_v[first:stop].ravel()),
-            "f": _per_window(samples_v, _windows(first, stop, self._frequency_window), 1, _frequency),
-            "thd": _per_window(samples_v, _windows(first, stop, self._thd_window), 0, _thd),
-            "trans": transient_v[first - context[0] : stop - context[0]],
-        }
-        metrics: dict[str, MetricStats] = {}
-        for name, array in values.items():
-            low, high, average = summarize(array)
-            if not math.isnan(average):
-                metrics[name] = MetricStats(min=low, max=high, average=average)
-        # Counted from the segment's first cycle, so rounded timestamps do not add up.
-        end_ms = self._segment_start_ms + round((self._segment_cycles - (n - stop)) * CYCLE_DURATION_MS)
-        return BoxMeasurement(box_id=self.box_id, timestamp_ms=end_ms, metrics=metrics)
+    def _append(self, first_ms: int, counts: npt.ArrayLike, cycles: int) -> None:
+        """Copy cycles to the end of the history (a source may reuse its buffer)."""
+        if self._n == 0:
+            self._segment_start_ms, self._segment_cycles = first_ms, 0
+        if self._n + cycles > len(self._counts):
+            self._reserve(cycles)
+        self._counts[self._n : self._n + cycles] = counts
+        self._n += cycles
+        self._segment_cycles += cycles
+
+    def _add_run(self, first_ms: int, last_ms: int, rows: npt.NDArray[np.int16]) -> list[BoxMeasurement]:
+        """Cycles without a gap: append them, then compute every measurement they complete at once."""
+        self._append(first_ms, rows, len(rows))
+        self._last_ms = last_ms
+        start = self._n - len(rows)  # after `_append`, which may have moved the history
+        rate, pending = self._rate, self._pending
+        # As in `add`: a measurement ends before the cycle that finds `rate` pending, which is
+        # the first at max(rate − pending, 0), then every `rate` cycles.
+        stops = range(start + max(rate - pending, 0), self._n, rate)
+        spans, first = [], start - pending
+        for stop in stops:
+            spans.append(_Span(first, stop, self._end_ms(stop)))
+            first = stop
+        self._pending = self._n - first if spans else pending + len(rows)
+        return self._compute(spans)
+
+    def _end_ms(self, stop: int) -> int:
+        """End of history cycle `stop - 1`, counted from the segment's first cycle (no rounding adds up)."""
+        return self._segment_start_ms + round((self._segment_cycles - (self._n - stop)) * CYCLE_DURATION_MS)
+
+    def _reserve(self, cycles: int) -> None:  # only called when `cycles` more do not fit
+        """Room for `cycles` more: keep only the cycles the measurement in progress needs; grow if short."""
+        keep = min(self._n, self._pending + max(self._frequency_window, self._thd_window) + 2)
+        if 2 * (keep + cycles) > len(self._counts):
+            grown = np.empty((2 * (keep + cycles), SAMPLES_PER_CYCLE), dtype=np.int16)
+            grown[:keep] = self._counts[self._n - keep : self._n]
+            self._counts = grown
+        else:
+            self._counts[:keep] = self._counts[self._n - keep : self._n]
+        self._n = keep
+
+    def _compute(self, spans: list[_Span]) -> list[BoxMeasurement]:
+        """The measurements of consecutive spans of the history, from one pass of `span_metrics`."""
+        if not spans:
+            return []
+        frequency_windows = [_windows(s.first, s.stop, self._frequency_window) for s in spans]
+        thd_windows = [_windows(s.first, s.stop, self._thd_window) for s in spans]
+        earliest = min(w[0][0] for w in [*frequency_windows, *thd_windows, [(spans[0].first, 0)]] if w)
+        low, high = max(0, earliest - 1), min(self._n, spans[-1].stop + 1)
+        samples_v = np.multiply(self._counts[low:high].ravel(), self._volts_per_count, dtype=np.float64)
+        metrics = span_metrics(
+            samples_v,
+            [(a - low, b - low) for windows in frequency_windows for a, b in windows],
+            [(a - low, b - low) for windows in thd_windows for a, b in windows],
+            period_windows=_period_windows(spans, frequency_windows, low, high),
+        )
+        cycle_starts = [s.first - low for s in spans]
+        cycle_stop = spans[-1].stop - low
+        stats = _summaries(
+            [metrics.rms_v, metrics.frequency_hz, metrics.thd_ratio, metrics.transient_v],
+            [cycle_starts, _group_starts(frequency_windows), _group_starts(thd_windows), cycle_starts],
+            [cycle_stop, len(metrics.frequency_hz), len(metrics.thd_ratio), cycle_stop],
+        )
+        measurements = []
+        for span, per_metric in zip(spans, stats, strict=True):
+            chosen: dict[str, MetricStats] = {
+                name: MetricStats(min=low_value, max=high_value, average=average)
+                for name, (low_value, high_value, average) in zip(_METRIC_NAMES, per_metric, strict=True)
+                if not math.isnan(average)
+            }
+            measurements.append(BoxMeasurement(box_id=self.box_id, timestamp_ms=span.end_ms, metrics=chosen))
+        return measurements
 
 
 def check_rate(cycles: int) -> int:
@@ -167,7 +241,7 @@ def check_rate(cycles: int) -> int:
     return int(cycles)
 
 
-def _windows(first: int, stop: int, window: int) -> list[_Span]:
+def _windows(first: int, stop: int, window: int) -> list[tuple[int, int]]:
     """Back-to-back windows of `window` cycles ending at `stop` and covering [first, stop).
 
     A window cut by the start of the history is kept if it still has half its cycles.
@@ -177,28 +251,57 @@ def _windows(first: int, stop: int, window: int) -> list[_Span]:
     return [(a, b) for a, b in spans if 2 * (b - a) >= window]
 
 
-def _per_window(
-    samples_v: npt.NDArray[np.float64],
-    spans: list[_Span],
-    context_cycles: int,
-    metric: Callable[[npt.NDArray[np.float64], int], npt.NDArray[np.float64]],
-) -> npt.NDArray[np.float64]:
-    """One value per window, each computed over its span plus up to `context_cycles` either side.
+def _group_starts(groups: list[list[tuple[int, int]]]) -> list[int]:
+    """Index of each group's first item in the groups laid end to end."""
+    starts, total = [], 0
+    for group in groups:
+        starts.append(total)
+        total += len(group)
+    return starts
 
-    Windows of equal length (all but a shortened first one) go through `metric` as one 2-D batch.
+
+def _summaries(
+    values: list[npt.NDArray[np.float64]], starts: list[list[int]], stops: list[int]
+) -> list[list[tuple[float, float, float]]]:
+    """(min, max, average), NaN ignored, of each group of each metric; per span, per metric.
+
+    `values[m][starts[m][i]:starts[m][i + 1]]` (the last group ends at `stops[m]`) is group i of
+    metric m; an empty or all-NaN group gives NaN. A measurement has tens of values a metric, so
+    plain Python on lists beats numpy's per-call cost here.
     """
-    n = len(samples_v)
-    by_length: dict[int, list[npt.NDArray[np.float64]]] = {}
-    for a, b in spans:
-        piece = samples_v[max(0, a - context_cycles) : min(n, b + context_cycles)].ravel()
-        by_length.setdefault(len(piece) // SAMPLES_PER_CYCLE, []).append(piece)
-    results = [metric(np.stack(pieces), cycles).ravel() for cycles, pieces in by_length.items()]
-    return np.concatenate(results) if results else np.empty(0)
+    per_metric = []
+    for metric_values, metric_starts, stop in zip(values, starts, stops, strict=True):
+        listed = metric_values[:stop].tolist()
+        bounds = [*metric_starts, stop]
+        stats = []
+        for start, end in itertools.pairwise(bounds):
+            numbers = [v for v in listed[start:end] if v == v]  # NaN is not equal to itself
+            stats.append(
+                (min(numbers), max(numbers), math.fsum(numbers) / len(numbers)) if numbers else _NO_VALUE
+            )
+        per_metric.append(stats)
+    return [list(span) for span in zip(*per_metric, strict=True)]
 
 
-def _frequency(windows_v: npt.NDArray[np.float64], cycles: int) -> npt.NDArray[np.float64]:
-    return frequency_per_window(windows_v, cycles)
+_NO_VALUE: Final = (math.nan, math.nan, math.nan)
 
 
-def _thd(windows_v: npt.NDArray[np.float64], cycles: int) -> npt.NDArray[np.float64]:
-    return thd_per_window(windows_v, cycles)
+def _period_windows(
+    spans: list[_Span], frequency_windows: list[list[tuple[int, int]]], low: int, high: int
+) -> list[int]:
+    """For each history cycle in [low, high), the frequency window that sets its RMS period.
+
+    A measurement's cycles take its own windows' frequencies: the window covering them, or its
+    first window for cycles before it (a window cut too short at the start of a stream is not
+    fitted); −1 (the nominal period) for a measurement without any window and for context cycles.
+    """
+    period = [-1] * (high - low)
+    index = 0
+    for span, windows in zip(spans, frequency_windows, strict=True):
+        if windows:
+            period[span.first - low : windows[0][0] - low] = [index] * max(windows[0][0] - span.first, 0)
+        for first, stop in windows:
+            start = max(first, span.first) - low
+            period[start : stop - low] = [index] * (stop - low - start)
+            index += 1
+    return period

@@ -8,11 +8,12 @@ the same scenario and seeds give bit-identical samples however a range is cut.
 The fast path (`fleet_cycle_metrics`) gives each box's per-cycle RMS, frequency, THD and transient
 metric as opq.domain would compute them from the box's counts, from the model alone. Measured
 against opq.domain on the shipped scenarios, away from the edges of disturbances:
-* RMS: √(mean of the clean signal² + σ²), within 0.13 %, all of it the noise of single cycles:
-  noise enters as its variance, and a cycle's own noise moves its RMS by 0.06 % (one σ) per volt
-  of noise at 120 V. Without noise, within 0.005 % (left out: the harmonics' own ripple off 60 Hz
-  and their cross terms with transients). A clipped cycle is the fundamental's clipped RMS (up to
-  0.5 % off while a swell ramps into clipping).
+* RMS: √(mean of the clean signal² + σ²) over one period of the fundamental, as opq.domain now
+  measures a box's cycle, within 0.13 %, all of it the noise of single cycles: noise enters as
+  its variance, and a cycle's own noise moves its RMS by 0.06 % (one σ) per volt of noise at
+  120 V. Without noise, within 0.005 % (left out: the harmonics' cross terms with transients).
+  A clipped cycle is the fundamental's clipped RMS (up to 0.5 % off while a swell ramps into
+  clipping).
 * Frequency: the model's, exact (the waveform's frequency is constant within a cycle); opq.domain
   reads it within 1 mHz.
 * THD: √(Σ harmonic² + the noise's expected floor in opq.domain's 12-cycle flat-top windows),
@@ -410,9 +411,9 @@ def fleet_cycle_metrics(
     voltage = m.voltage_v + variations.voltage_offset_v[:, np.newaxis]
     voltage_sq = voltage * voltage
     fundamental_sq = voltage_sq * m.envelope_sq
-    # Re(exp(2iΔ)·ripple): a box's phase offset turns the ripple of sin² over the block.
-    ripple = np.cos(2 * phase) * m.ripple.real - np.sin(2 * phase) * m.ripple.imag
-    clean_sq = voltage_sq * (m.envelope_sq + m.harmonic_sq - ripple)
+    # A box's RMS is over one period of the fundamental (opq.domain.synchronous_rms), so sin²
+    # averages to exactly 1/2: the ripple of a 200-sample block off 60 Hz (`m.ripple`) is not seen.
+    clean_sq = voltage_sq * (m.envelope_sq + m.harmonic_sq)
     if m.transient_sq.any():
         cross = np.cos(phase) * m.transient_cross.imag + np.sin(phase) * m.transient_cross.real
         clean_sq += 2 * math.sqrt(2) * voltage * cross + m.transient_sq

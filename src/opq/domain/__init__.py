@@ -24,6 +24,7 @@ from opq.domain.metrics import (
     transient_v,
     waveform_metrics,
 )
+from opq.domain.synchronous_rms import rms_per_window
 
 __all__ = [
     "FREQUENCY_WINDOW_CYCLES",
@@ -40,6 +41,7 @@ __all__ = [
     "frequency_per_window",
     "highpass_residual_v",
     "rms_per_cycle",
+    "rms_per_window",
     "summarize",
     "thd_per_window",
     "thd_ratio",

@@ -88,41 +88,10 @@ def frequency_of_decimated(
 ) -> npt.NDArray[np.float64]:
     """Frequency [Hz], shape (..., n_windows), from `filters.decimate` of `n_samples` samples."""
     lead_shape = decimated.shape[:-1]
-    taps = _smoothing_taps()
-    if decimated.shape[-1] < len(taps):
+    crossings = crossings_of_decimated(decimated, min_vrms_v)
+    if crossings is None:
         return np.full((*lead_shape, n_windows), np.nan)
-    if decimated.ndim == 1:
-        smoothed = np.convolve(decimated, taps, "valid")[np.newaxis]
-    else:
-        smoothed = sliding_window_view(decimated, len(taps), axis=-1) @ taps
-        smoothed = smoothed.reshape(-1, smoothed.shape[-1])
-    # smoothed[..., i] is centred on input sample DECIMATION·i + offset_samples.
-    offset_samples = DECIMATION * (len(taps) - 1) / 2 + lowpass_delay_samples()
-
-    negative = smoothed < 0
-    # A sine of peak A crossing zero between two samples steps by at least A·sin(ω).
-    steep = np.abs(smoothed[:, 1:] - smoothed[:, :-1]) >= (math.sqrt(2) * min_vrms_v * math.sin(_OMEGA_RAD))
-    row, index = np.nonzero((negative[:, 1:] != negative[:, :-1]) & steep)
-    before = smoothed[row, index]
-    after = smoothed[row, index + 1]
-    # Where the amplitude collapses or returns (an interruption, a deep sag), the filters smear the
-    # edge and bend the nearest crossings; a crossing shallower than 80 % of a neighbour is dropped.
-    # Dropping costs nothing: the half-cycle counts bridge gaps.
-    step = np.abs(after - before)
-    neighbour = np.zeros_like(step)
-    same_row = row[1:] == row[:-1]
-    neighbour[1:] = np.where(same_row, step[:-1], 0)
-    neighbour[:-1] = np.maximum(neighbour[:-1], np.where(same_row, step[1:], 0))
-    keep = step >= _NEIGHBOUR_STEP_RATIO * neighbour
-    row, index, before, after = row[keep], index[keep], before[keep], after[keep]
-    # On A·sin(ω·n + φ) through `before` at n = 0 and `after` at n = 1, the crossing lies at
-    # n = atan(−before·sin ω / (after − before·cos ω)) / ω; that denominator is never 0.
-    fraction = (
-        np.arctan(before * -math.sin(_OMEGA_RAD) / (after - before * math.cos(_OMEGA_RAD))) / _OMEGA_RAD
-    )
-    time = (index + fraction) * DECIMATION + offset_samples
-    rising = after >= 0
-
+    row, time, rising = crossings
     window_samples = n_samples // n_windows
     window = np.minimum(time // window_samples, n_windows - 1).astype(np.intp)
     slot = 2 * (row * n_windows + window) + rising
@@ -137,11 +106,133 @@ def frequency_of_decimated(
     sxy = np.bincount(slot, k * t, minlength=size) - sum_k * sum_t / safe_count
     sxx = sxx[0::2] + sxx[1::2]
     sxy = sxy[0::2] + sxy[1::2]
+    return _frequency_of_sums(sxx, sxy).reshape(*lead_shape, n_windows)
+
+
+def crossings_of_decimated(
+    decimated: npt.NDArray[np.float64], min_vrms_v: float
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None:
+    """(row, time, rising) of the usable zero crossings of the fundamental, in time order per row.
+
+    `time` is in samples of the 12 kHz input from its first sample; see `frequency_per_window` for
+    how crossings are found and which are left out. None if the array is shorter than the filter.
+    """
+    taps = _smoothing_taps()
+    if decimated.shape[-1] < len(taps):
+        return None
+    if decimated.ndim == 1:
+        time, rising = _crossings_of_one(np.convolve(decimated, taps, "valid"), min_vrms_v)
+        return np.zeros(len(time), dtype=np.intp), time, rising
+    smoothed = sliding_window_view(decimated, len(taps), axis=-1) @ taps
+    smoothed = smoothed.reshape(-1, smoothed.shape[-1])
+    negative = smoothed < 0
+    steep = np.abs(smoothed[:, 1:] - smoothed[:, :-1]) >= _min_step(min_vrms_v)
+    row, index = np.nonzero((negative[:, 1:] != negative[:, :-1]) & steep)
+    before = smoothed[row, index]
+    after = smoothed[row, index + 1]
+    # Where the amplitude collapses or returns (an interruption, a deep sag), the filters smear the
+    # edge and bend the nearest crossings; a crossing shallower than 80 % of a neighbour is dropped.
+    # Dropping costs nothing: the half-cycle counts bridge gaps.
+    step = np.abs(after - before)
+    neighbour = np.zeros_like(step)
+    same_row = row[1:] == row[:-1]
+    neighbour[1:] = np.where(same_row, step[:-1], 0)
+    neighbour[:-1] = np.maximum(neighbour[:-1], np.where(same_row, step[1:], 0))
+    keep = step >= _NEIGHBOUR_STEP_RATIO * neighbour
+    row, index, before, after = row[keep], index[keep], before[keep], after[keep]
+    return row, _crossing_time(index, before, after), after >= 0
+
+
+def _crossings_of_one(
+    smoothed: npt.NDArray[np.float64], min_vrms_v: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """`crossings_of_decimated` of one smoothed waveform: the same rules in fewer numpy calls."""
+    negative = smoothed < 0
+    step = np.abs(np.diff(smoothed))
+    index = np.flatnonzero((negative[1:] != negative[:-1]) & (step >= _min_step(min_vrms_v)))
+    depth = np.zeros(len(index) + 2)
+    depth[1:-1] = step[index]
+    keep = depth[1:-1] >= _NEIGHBOUR_STEP_RATIO * np.maximum(depth[:-2], depth[2:])
+    index = index[keep]
+    before, after = smoothed[index], smoothed[index + 1]
+    return _crossing_time(index, before, after), after >= 0
+
+
+def _min_step(min_vrms_v: float) -> float:
+    """Least step between the samples either side of a crossing of a sine of `min_vrms_v` [V rms]."""
+    # A sine of peak A crossing zero between two samples steps by at least A·sin(ω).
+    return math.sqrt(2) * min_vrms_v * math.sin(_OMEGA_RAD)
+
+
+def _crossing_time(
+    index: npt.NDArray[np.intp], before: npt.NDArray[np.float64], after: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Time [samples at 12 kHz from the first input] of the crossings after smoothed[index]."""
+    # On A·sin(ω·n + φ) through `before` at n = 0 and `after` at n = 1, the crossing lies at
+    # n = atan(−before·sin ω / (after − before·cos ω)) / ω; that denominator is never 0.
+    fraction = np.arctan(before * -math.sin(_OMEGA_RAD) / (after - before * math.cos(_OMEGA_RAD)))
+    # smoothed[..., i] is centred on input sample DECIMATION·i + the filters' delays.
+    time: npt.NDArray[np.float64] = (index + fraction / _OMEGA_RAD) * DECIMATION + _smoothed_offset_samples()
+    return time
+
+
+def _smoothed_offset_samples() -> float:
+    """Input sample [12 kHz] on which smoothed[..., 0] is centred: both linear-phase filters' delays."""
+    return DECIMATION * (_SMOOTHING_TAPS - 1) / 2 + lowpass_delay_samples()
+
+
+def frequency_of_crossings(
+    time: npt.NDArray[np.float64],
+    rising: npt.NDArray[np.bool_],
+    window_starts: npt.NDArray[np.float64],
+    window_stops: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """Frequency [Hz] of each window [start, stop) [samples] from one waveform's crossings.
+
+    The same fit as `frequency_per_window` (slope of crossing time against half-cycle count,
+    separate intercepts for rising and falling crossings), for windows anywhere, overlapping or
+    not: per-direction prefix sums give every window's sums with two look-ups.
+    """
+    n = len(time)
+    k = _half_cycle_counts(time, rising)
+    terms = np.empty((5, n))  # per crossing: 1, k, t, k², k·t (t from the first crossing: small sums)
+    terms[0] = 1.0
+    terms[1] = k
+    np.subtract(time, time[0] if n else 0.0, out=terms[2])
+    np.multiply(k, k, out=terms[3])
+    np.multiply(k, terms[2], out=terms[4])
+    prefix = np.zeros((2, 5, n + 1))  # rising, falling
+    np.multiply(terms, rising, out=prefix[0, :, 1:])
+    np.subtract(terms, prefix[0, :, 1:], out=prefix[1, :, 1:])
+    np.cumsum(prefix, axis=-1, out=prefix)
+    n_windows = len(window_starts)
+    bounds = np.searchsorted(time, np.concatenate([window_starts, window_stops]))
+    at_bounds = prefix[..., bounds]
+    # (direction, term, window) as lists: a box has a few windows, so the last steps are cheaper in
+    # plain Python than as numpy calls.
+    rising_sums, falling_sums = (at_bounds[..., n_windows:] - at_bounds[..., :n_windows]).tolist()
+    frequency = []
+    for window in range(n_windows):
+        sxx = sxy = 0.0
+        for count, sum_k, sum_t, sum_kk, sum_kt in (
+            [term[window] for term in rising_sums],
+            [term[window] for term in falling_sums],
+        ):
+            # Σ(k − k̄)² and Σ(k − k̄)(t − t̄) of each direction, pooled.
+            sxx += sum_kk - sum_k * sum_k / max(count, 1.0)
+            sxy += sum_kt - sum_k * sum_t / max(count, 1.0)
+        # sxx is 0 without two crossings in one direction, else at least 2 (half-cycle counts²).
+        frequency.append(SAMPLE_RATE_HZ / 2 * sxx / sxy if sxx > 1 else math.nan)
+    return np.array(frequency, dtype=np.float64)
+
+
+def _frequency_of_sums(sxx: npt.NDArray[np.float64], sxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Frequency [Hz] from the pooled sums of squares of the crossing fit; NaN without a fit."""
     # sxx is 0 without two crossings in one direction, else at least 2 (half-cycle counts²).
     frequency: npt.NDArray[np.float64] = np.divide(
         SAMPLE_RATE_HZ / 2 * sxx, sxy, out=np.full(sxx.shape, np.nan), where=sxx > 1
     )
-    return frequency.reshape(*lead_shape, n_windows)
+    return frequency
 
 
 def _half_cycle_counts(
@@ -156,6 +247,7 @@ def _half_cycle_counts(
     counts = np.zeros(len(time))
     if len(time) > 1:
         odd = rising[1:] != rising[:-1]
-        halves = np.rint(((time[1:] - time[:-1]) * (1 / _HALF_PERIOD_SAMPLES) - odd) * 0.5)
+        # round((Δt / half-period − odd) / 2): the even part of the half-cycles elapsed.
+        halves = np.rint((time[1:] - time[:-1]) * (0.5 / _HALF_PERIOD_SAMPLES) - 0.5 * odd)
         np.cumsum(np.maximum(2 * halves + odd, 1), out=counts[1:])
     return counts

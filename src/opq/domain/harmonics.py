@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-import scipy.fft
 from scipy import signal
 
 from opq.domain.constants import (
@@ -82,32 +81,70 @@ def thd_per_window(
     """
     samples = as_blocks(samples_v, window_cycles)
     n_window = window_cycles * SAMPLES_PER_CYCLE
-    window = _flattop(n_window)
     frames = samples.reshape(-1, n_window)  # every window of every waveform, one per row
-    spectrum = scipy.fft.rfft(frames * window, axis=-1)
+    given_hz = None
+    if fundamental_hz is not None:
+        per_window_shape = (*samples.shape[:-1], samples.shape[-1] // n_window)
+        given_hz = np.broadcast_to(np.asarray(fundamental_hz, dtype=np.float64), per_window_shape).reshape(-1)
+    thd = thd_of_frames(frames, given_hz, max_harmonic=max_harmonic, min_vrms_v=min_vrms_v)
+    return thd.reshape(*samples.shape[:-1], -1)
+
+
+def thd_of_frames(
+    frames: npt.NDArray[np.float64],
+    fundamental_hz: npt.NDArray[np.float64] | None = None,
+    *,
+    max_harmonic: int = THD_MAX_HARMONIC,
+    min_vrms_v: float = INTERRUPTION_VRMS_V,
+) -> npt.NDArray[np.float64]:
+    """THD [ratio] of each row of `frames` (windows of whole cycles, samples [V]); see `thd_per_window`.
+
+    `fundamental_hz` is None (measure it) or one value per row. The batch goes through one FFT,
+    so a caller with many windows (a box's measurements, a fleet) pays the numpy calls once.
+    """
+    n_window = frames.shape[-1]
+    window = _flattop(n_window)
+    spectrum = np.fft.rfft(frames * window, axis=-1)
     n_bins = spectrum.shape[-1]
     bins_per_hz = n_window / SAMPLE_RATE_HZ
-    rows = np.arange(len(frames))[:, np.newaxis]
-
     if fundamental_hz is None:
         fundamental_bin = _centroid_bin(spectrum, NOMINAL_FREQUENCY_HZ * bins_per_hz)
     else:
-        per_window_shape = (*samples.shape[:-1], samples.shape[-1] // n_window)
-        given_hz = np.broadcast_to(np.asarray(fundamental_hz, dtype=np.float64), per_window_shape)
-        fundamental_bin = given_hz.reshape(-1) * bins_per_hz
-    centres = fundamental_bin[:, np.newaxis] * np.arange(1, max_harmonic + 1)
+        fundamental_bin = fundamental_hz * bins_per_hz
+    centres = fundamental_bin[:, np.newaxis] * _orders(max_harmonic)
     inside = centres < n_bins - 0.5  # False for NaN too
     nearest = np.rint(np.where(inside, centres, 0)).astype(np.intp)
-    picked = spectrum[rows, nearest]
-    power = (picked.real**2 + picked.imag**2) * inside
+    nearest += _row_offsets(len(frames), n_bins)  # into the flattened spectrum
+    power = np.square(np.abs(spectrum.ravel()[nearest]))
+    power *= inside
+    # A live window's fundamental is at least that of a sine of min_vrms_v [V rms] through the window.
+    least_power = (math.sqrt(2) * min_vrms_v * _window_gain(n_window) / 2) ** 2
+    # Per row in plain Python: a box has a few windows at a time, for which numpy calls cost more.
+    thd = [
+        math.sqrt(math.fsum(row[1:]) / row[0]) if row[0] >= least_power and row[0] > 0 else math.nan
+        for row in power.tolist()
+    ]
+    return np.array(thd, dtype=np.float64)
 
-    fundamental_power = power[:, 0]
-    live = inside[:, 0] & (fundamental_power >= (math.sqrt(2) * min_vrms_v * window.sum() / 2) ** 2)
-    ratio_squared = np.divide(
-        power[:, 1:].sum(axis=-1), fundamental_power, out=np.full(len(frames), np.nan), where=live
-    )
-    thd: npt.NDArray[np.float64] = np.sqrt(ratio_squared).reshape(*samples.shape[:-1], -1)
-    return thd
+
+@functools.cache
+def _window_gain(n_samples: int) -> float:
+    """Sum of the flat-top window: its gain at a bin centre."""
+    return float(_flattop(n_samples).sum())
+
+
+@functools.lru_cache(maxsize=32)
+def _row_offsets(n_rows: int, n_bins: int) -> npt.NDArray[np.intp]:
+    offsets = (n_bins * np.arange(n_rows))[:, np.newaxis]
+    offsets.setflags(write=False)
+    return offsets
+
+
+@functools.cache
+def _orders(max_harmonic: int) -> npt.NDArray[np.float64]:
+    orders = np.arange(1, max_harmonic + 1, dtype=np.float64)
+    orders.setflags(write=False)
+    return orders
 
 
 def _centroid_bin(spectrum: npt.NDArray[np.complex128], nominal_bin: float) -> npt.NDArray[np.float64]:
@@ -119,10 +156,16 @@ def _centroid_bin(spectrum: npt.NDArray[np.complex128], nominal_bin: float) -> n
     """
     low = max(round(nominal_bin) - _CENTROID_HALF_WIDTH_BINS, 0)
     near = spectrum[:, low : round(nominal_bin) + _CENTROID_HALF_WIDTH_BINS + 1]
-    power = near.real**2 + near.imag**2
-    total = power.sum(axis=-1)
-    moment = power @ np.arange(low, low + near.shape[-1], dtype=np.float64)
+    total, moment = (np.square(np.abs(near)) @ _centroid_basis(low, near.shape[-1])).T
     centroid: npt.NDArray[np.float64] = np.divide(
         moment, total, out=np.full(len(total), np.nan), where=total > 0
     )
     return centroid
+
+
+@functools.lru_cache(maxsize=8)
+def _centroid_basis(low: int, n_bins: int) -> npt.NDArray[np.float64]:
+    """(n_bins, 2): ones and the bin numbers, so one product gives a row's total power and moment."""
+    basis = np.stack([np.ones(n_bins), np.arange(low, low + n_bins, dtype=np.float64)], axis=-1)
+    basis.setflags(write=False)
+    return basis

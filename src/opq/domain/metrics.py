@@ -18,18 +18,25 @@ from opq.domain.constants import (
 from opq.domain.filters import EDGE_SAMPLES, decimate, interpolate
 from opq.domain.frequency import frequency_of_decimated
 from opq.domain.harmonics import thd_per_window
+from opq.domain.synchronous_rms import synchronous_rms_per_cycle
 from opq.domain.waveform import as_blocks
 
 
-def rms_per_cycle(samples_v: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """RMS [V] of each consecutive 200-sample cycle, along the last axis: OPQ's `rms` metric.
+def rms_per_cycle(
+    samples_v: npt.ArrayLike, fundamental_hz: npt.ArrayLike | None = None
+) -> npt.NDArray[np.float64]:
+    """RMS [V] of each consecutive 200-sample box cycle, along the last axis: OPQ's `rms` metric.
 
-    sqrt(mean(v²)) over the samples of each box cycle, unfiltered, as the OPQ Box computes it.
-    The blocks are not synchronised to the grid, so off 60 Hz a block is not exactly one period
-    and a sine's block RMS wanders around its true value (±0.08 % at 59.9 Hz, ±0.42 % at 59.5 Hz,
-    ±2.6 % at 57 Hz). sqrt(mean(rms²)) over 12 blocks approximates IEC 61000-4-30's 12-cycle
-    magnitude (the standard counts actual cycles).
+    With `fundamental_hz` [Hz] (a scalar or one per cycle, as `frequency_per_window` measures it),
+    each value is the RMS over one period of that fundamental centred on the box cycle
+    (`synchronous_rms`): exact for a steady waveform at any frequency, as IEC 61000-4-30 Class A
+    asks; NaN there falls back to the box cycle. Without it, sqrt(mean(v²)) over the 200 samples
+    of each box cycle, as the OPQ Box computed it: the blocks are not synchronised to the grid, so
+    off 60 Hz a block is not exactly one period and a sine's block RMS wanders around its true
+    value (±0.08 % at 59.9 Hz, ±0.42 % at 59.5 Hz, ±2.6 % at 57 Hz).
     """
+    if fundamental_hz is not None:
+        return synchronous_rms_per_cycle(samples_v, fundamental_hz)
     samples = as_blocks(samples_v)
     cycles = samples.reshape(*samples.shape[:-1], -1, SAMPLES_PER_CYCLE)
     rms_v: npt.NDArray[np.float64] = np.sqrt(np.einsum("...i,...i->...", cycles, cycles) / SAMPLES_PER_CYCLE)
@@ -52,7 +59,7 @@ def transient_per_cycle(samples_v: npt.ArrayLike) -> npt.NDArray[np.float64]:
     not examined: pass a cycle of context at each end for seamless coverage of a stream.
     """
     samples = as_blocks(samples_v)
-    return _transient_per_cycle(samples, decimate(samples))
+    return transient_of_decimated(samples, decimate(samples))
 
 
 def transient_v(samples_v: npt.ArrayLike) -> float:
@@ -76,9 +83,10 @@ def highpass_residual_v(samples_v: npt.ArrayLike) -> npt.NDArray[np.float64]:
     return residual
 
 
-def _transient_per_cycle(
+def transient_of_decimated(
     samples: npt.NDArray[np.float64], decimated: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
+    """`transient_per_cycle` of `samples` [V] whose `filters.decimate` the caller already has."""
     lowpassed = interpolate(decimated)
     n_cycles = samples.shape[-1] // SAMPLES_PER_CYCLE
     if lowpassed.shape[-1] == 0:
@@ -96,7 +104,7 @@ class WaveformMetrics:
     """The four OPQ Box metrics of a waveform, shape (..., cycles) or (..., windows)."""
 
     rms_v: npt.NDArray[np.float64]
-    """RMS of each cycle [V]."""
+    """RMS over one period of the fundamental centred on each cycle [V] (its frequency window's)."""
     frequency_hz: npt.NDArray[np.float64]
     """Frequency of each frequency window [Hz] (NaN in an interruption)."""
     thd_ratio: npt.NDArray[np.float64]
@@ -115,19 +123,21 @@ def waveform_metrics(
     """All four metrics of a waveform [V] (e.g. one 60-cycle measurement), filtering it once.
 
     The length must be a whole number of both windows (60 cycles suits the defaults 10 and 12).
+    Each cycle's RMS is over one period of its frequency window's fundamental, as a box measures it.
     Works along the last axis, so a 2-D array computes a fleet of boxes together.
     """
     block_cycles = math.lcm(frequency_window_cycles, thd_window_cycles)
     samples = as_blocks(samples_v, block_cycles)
     decimated = decimate(samples)
     n_cycles = samples.shape[-1] // SAMPLES_PER_CYCLE
+    frequency = frequency_of_decimated(
+        decimated, samples.shape[-1], n_cycles // frequency_window_cycles, min_vrms_v
+    )
     return WaveformMetrics(
-        rms_v=rms_per_cycle(samples),
-        frequency_hz=frequency_of_decimated(
-            decimated, samples.shape[-1], n_cycles // frequency_window_cycles, min_vrms_v
-        ),
+        rms_v=synchronous_rms_per_cycle(samples, np.repeat(frequency, frequency_window_cycles, axis=-1)),
+        frequency_hz=frequency,
         thd_ratio=thd_per_window(samples, thd_window_cycles, min_vrms_v=min_vrms_v),
-        transient_v=_transient_per_cycle(samples, decimated),
+        transient_v=transient_of_decimated(samples, decimated),
     )
 
 

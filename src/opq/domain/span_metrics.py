@@ -1,0 +1,107 @@
+"""The four box metrics of one contiguous span of cycles, for any windows in it, with few numpy calls.
+
+A box computes its measurements from the newest cycles as they arrive; the cost of doing that
+window by window is not the arithmetic (a second of signal is 12,000 samples) but the hundreds of
+small numpy calls per window. Here a span (one measurement, or every measurement a block of
+cycles completes, with a cycle of context on each side) is filtered once, its zero crossings are
+found once and every frequency window is fitted from them with prefix sums, the per-cycle RMS
+uses those frequencies (`synchronous_rms`), and all THD windows of a length go through one FFT.
+The definitions are those of `frequency`, `harmonics`, `metrics` and `synchronous_rms`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from opq.domain.constants import INTERRUPTION_VRMS_V, SAMPLES_PER_CYCLE
+from opq.domain.filters import decimate
+from opq.domain.frequency import crossings_of_decimated, frequency_of_crossings
+from opq.domain.harmonics import thd_of_frames
+from opq.domain.metrics import transient_of_decimated
+from opq.domain.synchronous_rms import period_samples, rms_over_periods
+
+
+@dataclass(frozen=True)
+class SpanMetrics:
+    """Per-cycle RMS and transient of a span, and the frequency and THD of each window asked for."""
+
+    rms_v: npt.NDArray[np.float64]
+    """RMS over one period of the fundamental centred on each cycle [V] (shape: cycles)."""
+    transient_v: npt.NDArray[np.float64]
+    """Largest high-passed excursion in each cycle [V]; the first and last 80 samples are not seen."""
+    frequency_hz: npt.NDArray[np.float64]
+    """Frequency of each frequency window [Hz] (NaN without two crossings in one direction)."""
+    thd_ratio: npt.NDArray[np.float64]
+    """THD of each THD window [ratio] (NaN in an interruption)."""
+
+
+def span_metrics(
+    samples_v: npt.NDArray[np.float64],
+    frequency_windows: Sequence[tuple[int, int]],
+    thd_windows: Sequence[tuple[int, int]],
+    *,
+    period_windows: Sequence[int] | None = None,
+    min_vrms_v: float = INTERRUPTION_VRMS_V,
+) -> SpanMetrics:
+    """The metrics of a 1-D waveform of whole cycles [V]; windows are (first, stop) cycles.
+
+    Windows may overlap and be of any length (a THD window cut short by the start of a stream is
+    shorter); each frequency window is fitted to the crossings inside it. Cycle c's RMS is over
+    one period of the frequency of window `period_windows[c]` (−1, or a NaN frequency: the
+    nominal period, i.e. the box cycle itself); by default, of the last window covering it.
+    Windows come as Python pairs: a box has a few, and arrays of them would cost more to build.
+    """
+    samples_v = np.ascontiguousarray(samples_v, dtype=np.float64)  # the THD frames are a view of it
+    n_cycles = len(samples_v) // SAMPLES_PER_CYCLE
+    decimated = decimate(samples_v)
+    frequency_hz = _frequency_per_window(decimated, frequency_windows, min_vrms_v)
+    if period_windows is None:
+        period_windows = [-1] * n_cycles
+        for index, (first, stop) in enumerate(frequency_windows):
+            period_windows[first:stop] = [index] * (stop - first)
+    # The windows' periods (a few) then one look-up; the extra last one, for −1, is the nominal period.
+    periods = np.append(period_samples(frequency_hz), float(SAMPLES_PER_CYCLE))
+    return SpanMetrics(
+        rms_v=rms_over_periods(samples_v, periods[period_windows]),
+        transient_v=transient_of_decimated(samples_v, decimated),
+        frequency_hz=frequency_hz,
+        thd_ratio=_thd_per_window(samples_v, thd_windows, min_vrms_v),
+    )
+
+
+def _frequency_per_window(
+    decimated: npt.NDArray[np.float64], windows: Sequence[tuple[int, int]], min_vrms_v: float
+) -> npt.NDArray[np.float64]:
+    if len(windows) == 0:
+        return np.empty(0)
+    crossings = crossings_of_decimated(decimated, min_vrms_v)
+    if crossings is None:
+        return np.full(len(windows), np.nan)
+    _, time, rising = crossings
+    starts, stops = np.array(windows, dtype=np.float64).T * SAMPLES_PER_CYCLE
+    return frequency_of_crossings(time, rising, starts, stops)
+
+
+def _thd_per_window(
+    samples_v: npt.NDArray[np.float64], windows: Sequence[tuple[int, int]], min_vrms_v: float
+) -> npt.NDArray[np.float64]:
+    """THD of each window, the windows of one length framed together and sent through one FFT."""
+    n_cycles = len(samples_v) // SAMPLES_PER_CYCLE
+    lengths = [stop - first for first, stop in windows]
+    thd = np.full(len(windows), np.nan)
+    for length in sorted(set(lengths)):  # all but a window cut short at a stream's start: one length
+        rows = [row for row, other in enumerate(lengths) if other == length]
+        # Every window of `length` cycles that starts on a cycle, as a view; the rows asked for are copied.
+        every = np.ndarray(
+            (n_cycles - length + 1, length * SAMPLES_PER_CYCLE),
+            samples_v.dtype,
+            samples_v,
+            0,
+            (SAMPLES_PER_CYCLE * samples_v.itemsize, samples_v.itemsize),
+        )
+        thd[rows] = thd_of_frames(every[[windows[row][0] for row in rows]], min_vrms_v=min_vrms_v)
+    return thd
