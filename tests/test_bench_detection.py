@@ -72,3 +72,23 @@ def test_an_interruptions_ramped_recovery_is_no_impulse() -> None:
     result = run_detection_bench(variants=3, clean_hours=0, only=["0.05 pu 1 s, 8-ms ramps"])
     assert result.unambiguous_runs == 3
     assert result.unambiguous_runs_exact == 3
+
+
+def test_frequency_steps_inside_makais_band_are_found_from_the_measurements() -> None:
+    # ±0.2 Hz for 5 s never leaves Makai's ±0.3 Hz trigger band: no capture, so before the
+    # measurement stream was classified these were all missed.
+    result = run_detection_bench(variants=3, clean_hours=0, only=["0.2 Hz step 5 s"])
+    assert result.unambiguous_runs == 6 and all(r.captures == 0 for r in result.runs_detail)
+    assert result.unambiguous_runs_exact == 6
+    assert (
+        result.per_class["FREQUENCY_SAG"].recalled == 3 and result.per_class["FREQUENCY_SWELL"].recalled == 3
+    )
+
+
+def test_a_sub_cycle_dropout_rings_no_oscillatory_transient() -> None:
+    result = run_detection_bench(
+        variants=3, clean_hours=0, only=["ITIC 0 pu 15 ms dropout", "F47 0.3 pu 10 ms"]
+    )
+    found = [f for r in result.runs_detail for f in r.found]
+    assert result.runs == 6 and found
+    assert not any("OSCILLATORY_TRANSIENT" in f.classes for f in found)

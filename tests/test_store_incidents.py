@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from opq.config import RetentionSettings
 from opq.errors import Conflict, InvalidValue, NotFound
-from opq.store import Store, schema
+from opq.store import Store, open_store, schema
 from opq.store.classifications import Classification, IeeeDuration, MeasurementType
-from opq.store.files import Files
-from opq.store.incidents import Incidents
-from opq.store.models import Annotation, Incident
+from opq.store.files import Files, WholeFile
+from opq.store.incidents import IncidentBatch, Incidents, TrendsKept
+from opq.store.models import Annotation, Event, Incident, Stats, Trend
 
 T0 = 1_700_000_000_000
 
@@ -358,3 +360,112 @@ def test_delete_for_event_without_incidents(store: Store) -> None:
     assert store.incidents.delete_for_event(1) == 0
     assert store.incidents.delete_for_event(2, produced_by="NoSuchPlugin") == 0
     assert store.incidents.count() == 1
+
+
+def _batch(store: Store, **changes: Any) -> IncidentBatch:
+    """Two incidents of event 7 at box 1, one with a waveform file, keeping trends and the event."""
+    first, second = incident(store, event_id=7), incident(store, T0 + 500, event_id=7)
+    first = dataclasses.replace(first, gridfs_filename=f"incident_{first.incident_id}")
+    made = IncidentBatch(
+        incidents=(first, second),
+        files=(
+            WholeFile(f"incident_{first.incident_id}", bytes(range(256)) * 5, incident_id=first.incident_id),
+        ),
+        trends_kept=(TrendsKept("1", T0 - 60_000, T0 + 60_000, T0 + 86_400_000),),
+        events_kept={7: T0 + 86_400_000},
+    )
+    return dataclasses.replace(made, **changes)
+
+
+def _trends_and_event(store: Store) -> None:
+    stats = Stats(119.0, 121.0, 120.0)
+    store.trends.upsert_many([Trend("1", T0 + n * 60_000, None, stats, stats, stats) for n in (-2, 0, 2)])
+    store.events.add(Event(7, T0, T0 + 1_000, ("1",)))
+
+
+def _lifetimes(store: Store) -> tuple[list[int | None], list[int | None]]:
+    t, ev = schema.trends, schema.events
+    with store.engine.connect() as conn:
+        trends = list(conn.execute(select(t.c.expire_at).order_by(t.c.timestamp_ms)).scalars())
+        events = list(conn.execute(select(ev.c.expire_at)).scalars())
+    return trends, events
+
+
+@pytest.fixture
+def short_lived(db_url: str) -> Iterator[Store]:
+    """Trends and events live a minute, incidents a day."""
+    with open_store(db_url, RetentionSettings(trends_s=60, events_s=60, incidents_s=86_400)) as opened:
+        yield opened
+
+
+def test_a_batch_writes_incidents_files_and_lifetimes_together(short_lived: Store) -> None:
+    store = short_lived
+    _trends_and_event(store)
+    trends_before, _ = _lifetimes(store)
+    batch = _batch(store)
+    store.incidents.add_batch(batch, Files(store.engine, chunk_size=500))
+    first, second = batch.incidents
+    assert [i.incident_id for i in store.incidents.for_event(7)] == [first.incident_id, second.incident_id]
+    assert store.incidents.get(first.incident_id) == first
+    assert store.files.read_bytes(f"incident_{first.incident_id}") == bytes(range(256)) * 5  # md5 checked
+    assert [f.filename for f in store.files.find(incident_id=first.incident_id)] == [first.gridfs_filename]
+    assert row_counts(store)["chunks"] == 3  # 1,280 bytes in chunks of 500
+    trends, events = _lifetimes(store)
+    assert trends == [trends_before[0], T0 + 86_400_000, trends_before[2]] and events == [T0 + 86_400_000]
+    # Deleting the event's incidents takes their files too.
+    assert store.incidents.delete_for_event(7, produced_by=None) == 2
+    assert set(row_counts(store).values()) == {0}
+
+
+@pytest.mark.parametrize(
+    ("breakage", "error"),
+    [
+        pytest.param("bad incident", InvalidValue, id="an incident the store refuses"),
+        pytest.param("taken id", Conflict, id="an incident id already taken"),
+        pytest.param("taken file", Conflict, id="a file name already taken"),
+        pytest.param("no event", NotFound, id="an event to keep that is gone"),
+        pytest.param("bad file", InvalidValue, id="a file with a blank name"),
+    ],
+)
+def test_a_batch_that_fails_anywhere_writes_nothing(
+    short_lived: Store, breakage: str, error: type[Exception]
+) -> None:
+    store = short_lived
+    _trends_and_event(store)
+    batch = _batch(store)
+    first, second = batch.incidents
+    before = row_counts(store)
+    if breakage == "bad incident":
+        batch = dataclasses.replace(
+            batch, incidents=(first, dataclasses.replace(second, deviation_from_nominal=math.nan))
+        )
+    elif breakage == "taken id":
+        store.incidents.add(second)
+        before = row_counts(store)
+    elif breakage == "taken file":
+        store.files.put(batch.files[0].filename, b"already")
+        before = row_counts(store)
+    elif breakage == "no event":
+        batch = dataclasses.replace(batch, events_kept={7: None, 404: None})
+    else:
+        batch = dataclasses.replace(batch, files=(*batch.files, WholeFile("  ", b"x")))
+    lifetimes = _lifetimes(store)
+    with pytest.raises(error):
+        store.incidents.add_batch(batch, store.files)
+    assert row_counts(store) == before
+    assert _lifetimes(store) == lifetimes
+
+
+def test_replace_stores_a_new_version_in_one_step_or_not_at_all(store: Store) -> None:
+    first = add(store, annotations=(Annotation("a@example.org", "seen", T0),))
+    longer = dataclasses.replace(first, end_timestamp_ms=T0 + 5_000, classifications=("UNDERVOLTAGE",))
+    store.incidents.replace(longer)
+    assert store.incidents.get(first.incident_id) == longer
+    assert (
+        row_counts(store)["incident_classifications"] == 1 and row_counts(store)["incident_annotations"] == 1
+    )
+    with pytest.raises(InvalidValue, match="deviation_from_nominal"):
+        store.incidents.replace(dataclasses.replace(longer, deviation_from_nominal=math.inf))
+    assert store.incidents.get(first.incident_id) == longer
+    with pytest.raises(NotFound, match="no incident 404"):
+        store.incidents.replace(dataclasses.replace(longer, incident_id=404))

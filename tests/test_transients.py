@@ -321,3 +321,22 @@ def test_a_larger_transient_is_never_missed(scale: float, seed: int) -> None:
     small = ringing(SAMPLE_RATE_HZ, SAMPLE, 12.0, 900.0, 1.0)
     assert len(transients(sine(seed=seed) + small)) == 1
     assert len(transients(sine(seed=seed) + scale * small)) == 1
+
+
+@pytest.mark.parametrize(
+    ("depth_pu", "duration_ms", "at"),
+    [
+        pytest.param(0.0, 15.0, 6000, id="0-pu-15-ms"),
+        pytest.param(0.3, 10.0, 6000, id="0.3-pu-10-ms"),
+        pytest.param(0.0, 15.0, 6000 + round(CREST), id="0-pu-15-ms-from-a-crest"),
+        pytest.param(0.0, 12.0, 6000 + round(FALLING_ZERO) - 50, id="0-pu-12-ms-across-a-zero"),
+    ],
+)
+def test_a_sub_cycle_dropout_is_no_oscillatory_transient(
+    depth_pu: float, duration_ms: float, at: int
+) -> None:
+    # The missing part of the sine changes sign inside the span: it would ring at ~60-71 Hz.
+    envelope = np.ones(SAMPLE_RATE_HZ)
+    envelope[at : at + round(duration_ms * SAMPLE_RATE_HZ / 1000)] = depth_pu
+    found = transients(sine(amplitude=envelope))
+    assert all(t.oscillation is None for t in found), [t.oscillation for t in found]

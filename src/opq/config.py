@@ -100,6 +100,16 @@ class MaukaSettings(BaseModel):
     stats_interval_s: float = Field(default=10.0, gt=0)
     catch_up_interval_s: float = Field(default=5.0, gt=0)
     """How often the store is checked for events no announcement told of [s]."""
+    frequency_from_measurements: bool = True
+    """Classify frequency variations from the live measurements too (`opq.mauka.frequency_stream`),
+    with the frequency_variation plugin's limits: Makai captures only beyond its trigger band."""
+    frequency_min_duration_ms: float = Field(default=400.0, ge=0)
+    """Shortest frequency variation the measurements report [ms] (more than two 10-cycle windows)."""
+    frequency_max_gap_s: float = Field(default=10.0, gt=0)
+    """A variation whose box sends no frequency for this long is closed at its last value [s]."""
+    frequency_settle_s: float = Field(default=30.0, ge=0)
+    """A variation the measurements found is stored this long after it ends [s], so that the analysis
+    of an event that captured it (finer in time) reports it first and the stream's copy is dropped."""
 
 
 class Settings(BaseSettings):

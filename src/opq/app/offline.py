@@ -14,6 +14,8 @@ from opq.box.source import SampleSource
 from opq.config import MakaiSettings
 from opq.makai.capture import CapturePlanner
 from opq.makai.triggering import limits_of
+from opq.mauka.frequency_incidents import stream_finding
+from opq.mauka.frequency_stream import FrequencyStreamTracker, StreamLimits, same_variation
 from opq.mauka.plugin import Finding, Plugin, Waveform
 from opq.protocol import BoxMeasurement
 from opq.protocol.internal import CaptureRequest
@@ -44,11 +46,14 @@ class OfflineAnalysis:
     measurements: int
     abnormal_measurements: int
     captures: tuple[Capture, ...]
+    stream_findings: tuple[Finding, ...] = ()
+    """Frequency variations found in the measurements that no capture's plugins reported."""
 
     @property
     def findings(self) -> list[Finding]:
-        """Every finding of every capture, in time order."""
-        return sorted((f for c in self.captures for f in c.findings), key=lambda f: (f.start_ms, f.end_ms))
+        """Every finding of every capture and of the measurements, in time order."""
+        found = [f for c in self.captures for f in c.findings] + list(self.stream_findings)
+        return sorted(found, key=lambda f: (f.start_ms, f.end_ms))
 
 
 def analyze_recording(
@@ -58,6 +63,8 @@ def analyze_recording(
     thresholds: TriggerThresholds | None = None,
     settings: MakaiSettings | None = None,
     cycles_per_measurement: int = 10,
+    stream_limits: StreamLimits | None = None,
+    frequency_from_measurements: bool = True,
 ) -> OfflineAnalysis:
     """Run a recording (or any box source) through what a box, Makai and Mauka would do, in memory.
 
@@ -65,7 +72,10 @@ def analyze_recording(
     measurements go through Makai's triggering with `thresholds` (the store's defaults if None),
     each capture window is cut from the recording as a box would answer a `GetData`, and every
     plugin analyses each capture's waveform. A plugin that raises is recorded in the capture's
-    `failures`; the others still run.
+    `failures`; the others still run. Unless `frequency_from_measurements` is off, the measurements
+    also go through Mauka's frequency tracker (`stream_limits`, its defaults if None); a variation
+    it finds is kept unless a capture's plugin reported the same one, as Mauka's host keeps one
+    incident per variation (`opq.mauka.frequency_incidents`).
     """
     settings = settings or MakaiSettings()
     limits = limits_of(thresholds or TriggerThresholds())
@@ -100,8 +110,29 @@ def analyze_recording(
         _capture(request, timestamps_ms, counts, calibration, plugins)
         for request in _whole_anomalies(requests)
     ]
+    captured = [f for c in captures for f in c.findings if f.measurement_type == "FREQUENCY"]
+    from_measurements = _stream_findings(measurements, stream_limits) if frequency_from_measurements else []
+    streamed = [f for f in from_measurements if not any(_same_variation(f, other) for other in captured)]
     start_ms = int(timestamps_ms[0]) if cycles else 0
-    return OfflineAnalysis(start_ms, len(measurements), planner.abnormal_measurements, tuple(captures))
+    return OfflineAnalysis(
+        start_ms, len(measurements), planner.abnormal_measurements, tuple(captures), tuple(streamed)
+    )
+
+
+def _stream_findings(measurements: Sequence[BoxMeasurement], limits: StreamLimits | None) -> list[Finding]:
+    """The frequency variations Mauka's host would find in the measurements; the recording's end
+    closes one still in progress, as Mauka's stop does."""
+    tracker = FrequencyStreamTracker(limits)
+    variations = [v for m in measurements for v in tracker.feed(m)] + tracker.close_all()
+    return [stream_finding(v) for v in variations]
+
+
+def _same_variation(a: Finding, b: Finding) -> bool:
+    return any(
+        same_variation(ka, (a.start_ms, a.end_ms), kb, (b.start_ms, b.end_ms))
+        for ka in a.classifications
+        for kb in b.classifications
+    )
 
 
 def _whole_anomalies(requests: list[CaptureRequest]) -> list[CaptureRequest]:

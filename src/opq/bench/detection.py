@@ -37,6 +37,7 @@ from opq.box.scenario import scenario_from_dict
 from opq.box.simulator import Simulator
 from opq.box.source import SampleSource
 from opq.config import MakaiSettings, MaukaSettings
+from opq.mauka.frequency_incidents import stream_limits
 from opq.mauka.outage import OutageTracker
 from opq.mauka.plugin import Finding, Plugin
 from opq.mauka.registry import load_plugins
@@ -133,7 +134,12 @@ def run_case(
     )
     simulator = Simulator(scenario, start_ms=START_MS)
     analysis = analyze_recording(
-        simulator, plugins, settings=makai, cycles_per_measurement=CYCLES_PER_MEASUREMENT
+        simulator,
+        plugins,
+        settings=makai,
+        cycles_per_measurement=CYCLES_PER_MEASUREMENT,
+        stream_limits=stream_limits(mauka),
+        frequency_from_measurements=mauka.frequency_from_measurements,
     )
     times_ms = measurement_times_ms(simulator)
     findings = analysis.findings + outage_findings(
@@ -269,7 +275,7 @@ def run_detection_bench(
         progress(f"case {index + 1}/{len(cases)}: {case.name}")
         runs += [run_case(case, seed, plugins, makai, mauka) for seed in range(1, variants + 1)]
     cases_wall_s, cases_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
-    clean = run_clean(clean_hours, clean_boxes, plugins, makai, progress) if clean_hours > 0 else None
+    clean = run_clean(clean_hours, clean_boxes, plugins, makai, progress, mauka) if clean_hours > 0 else None
     plain = [r for r in runs if r.ambiguous is None]
     per_class = class_figures(plain)
     return DetectionBenchResult(
@@ -294,6 +300,8 @@ def run_detection_bench(
             "max_piece_ms": makai.max_piece_ms,
             "outage_after_s": mauka.outage_after_s,
             "outage_heartbeat_ms": _heartbeat_ms(mauka),
+            "frequency_from_measurements": mauka.frequency_from_measurements,
+            "frequency_min_duration_ms": mauka.frequency_min_duration_ms,
             "plugins": [p.name for p in plugins],
             "noise_v_rms": NOISE_V_RMS,
             "cycles_per_measurement": CYCLES_PER_MEASUREMENT,

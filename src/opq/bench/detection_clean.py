@@ -15,8 +15,9 @@ from opq.bench.detection_labels import CYCLES_PER_MEASUREMENT, ISLAND_SUPPLY, ST
 from opq.box.scenario import scenario_from_dict
 from opq.box.simulator import Simulator
 from opq.box.source import SourceCycle
-from opq.config import MakaiSettings
+from opq.config import MakaiSettings, MaukaSettings
 from opq.domain.constants import SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE
+from opq.mauka.frequency_incidents import stream_limits
 from opq.mauka.plugin import Finding, Plugin
 
 ProgressFn = Callable[[str], None]
@@ -86,12 +87,15 @@ def run_clean(
     plugins: Sequence[Plugin],
     makai: MakaiSettings,
     progress: ProgressFn,
+    mauka: MaukaSettings | None = None,
 ) -> CleanFigures:
     """Incidents of `boxes` boxes (each its own supply seed) on `hours` of a clean supply.
 
     The supply is played an hour at a time (CLEAN_CHUNK_S), so the box's metrics and Makai's planner
-    start afresh each hour, as after a reconnect: the per-cycle work is the same.
+    start afresh each hour, as after a reconnect: the per-cycle work is the same. The measurements
+    go through Mauka's frequency tracker too, with `mauka`'s settings (the defaults if None).
     """
+    mauka = mauka or MaukaSettings()
     cycles_per_chunk = CLEAN_CHUNK_S * SAMPLE_RATE_HZ // SAMPLES_PER_CYCLE
     total_cycles = round(hours * 3600 * SAMPLE_RATE_HZ / SAMPLES_PER_CYCLE)
     measurements = abnormal = captures = longest_gap_ms = 0
@@ -103,7 +107,12 @@ def run_clean(
         for first in range(0, total_cycles, cycles_per_chunk):
             source = CycleRange(simulator, first, min(first + cycles_per_chunk, total_cycles))
             analysis = analyze_recording(
-                source, plugins, settings=makai, cycles_per_measurement=CYCLES_PER_MEASUREMENT
+                source,
+                plugins,
+                settings=makai,
+                cycles_per_measurement=CYCLES_PER_MEASUREMENT,
+                stream_limits=stream_limits(mauka),
+                frequency_from_measurements=mauka.frequency_from_measurements,
             )
             measurements += analysis.measurements
             abnormal += analysis.abnormal_measurements

@@ -126,7 +126,7 @@ def _detection_tally(keys: list[str]) -> str:
 def analysis(
     sizes: Annotated[
         str, typer.Option(help="Event sizes as BOXESxSECONDS, comma-separated.")
-    ] = "1x1.5,4x1.5,4x10,16x3",
+    ] = "1x1.5,4x1.5,4x10,16x3,50x3",
     events: Annotated[int, typer.Option(min=1, help="Events per size.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from opq.domain.constants import SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE
+from opq.domain.constants import NOMINAL_FREQUENCY_HZ, SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE
 from opq.domain.metrics import highpass_residual_v
 from opq.domain.steady_state import steady_state_v
 
@@ -31,6 +31,12 @@ cycle apart stay two."""
 LOW_FREQUENCY_OSCILLATORY_MAX_HZ: Final = 5_000.0
 """IEEE 1159 1.2.1 (low) / 1.2.2 (medium, 5-500 kHz) boundary [Hz]. At 12 kHz only < 6 kHz is seen,
 so nearly all measured ringing is 1.2.1; 1.2.2 above 6 kHz and all of 1.2.3 alias or vanish."""
+
+MIN_OSCILLATORY_HZ: Final = 2 * NOMINAL_FREQUENCY_HZ
+"""Slowest ringing that is an oscillatory transient [Hz]. A bipolar deviation slower than twice the
+fundamental is the fundamental itself, missing or added: a sub-cycle dropout leaves out part of the
+sine, whose sign changes inside the span and reads as 'ringing' at 60-71 Hz. That is a voltage
+variation, the RMS plugins' to report, not a transient."""
 
 _NOISE_MARGIN = 2.0  # the threshold is at least twice the typical per-cycle peak of the residual
 _MAX_SPAN_SAMPLES = 50 * SAMPLE_RATE_HZ // 1000  # IEEE 1159 1.2.1 lasts 0.3-50 ms
@@ -204,6 +210,9 @@ def _characterise(
     shrunk = np.sign(deviation) * np.maximum(np.abs(deviation) - threshold_v, 0.0)
     signs = np.sign(shrunk[support])
     sign_changes = int(np.count_nonzero(signs[1:] != signs[:-1]))
+    oscillation = _oscillation(deviation, support, signs, sign_changes, threshold_v) if sign_changes else None
+    if oscillation is not None and oscillation.frequency_hz < MIN_OSCILLATORY_HZ:
+        return None
     band = np.sign(samples) * (np.abs(samples) > threshold_v)
     steady_band = np.sign(samples - deviation) * (np.abs(samples - deviation) > threshold_v)
     return Transient(
@@ -212,9 +221,7 @@ def _characterise(
         peak_v=float(deviation[peak]),
         threshold_v=threshold_v,
         impulse=_impulse(deviation, peak) if sign_changes == 0 else None,
-        oscillation=_oscillation(deviation, support, signs, sign_changes, threshold_v)
-        if sign_changes
-        else None,
+        oscillation=oscillation,
         extra_zero_crossings=max(_crossings(band) - _crossings(steady_band), 0),
     )
 

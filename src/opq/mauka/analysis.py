@@ -11,11 +11,15 @@ from typing import Any, Final
 
 from opq.errors import InvalidValue, NotFound, StorageError
 from opq.mauka.continuation import earlier_pieces, joined
-from opq.mauka.incidents import BoxCapture, draft_incident, read_capture, store_incident
-from opq.mauka.lifecycle import keep_referenced
+from opq.mauka.frequency_incidents import stream_incident_for
+from opq.mauka.incidents import BoxCapture, check_finding, draft_incident, incident_file, read_capture
+from opq.mauka.lifecycle import lifetimes_kept
 from opq.mauka.plugin import Finding, Plugin
 from opq.mauka.scope import Place, link_incidents
 from opq.store import Store
+from opq.store.files import WholeFile
+from opq.store.ids import allocate_ids
+from opq.store.incidents import IncidentBatch
 from opq.store.models import Incident
 
 logger = logging.getLogger(__name__)
@@ -95,7 +99,9 @@ def analyze_event(
     StorageError (the database is unavailable) propagates: the event stays unanalysed for later.
     The analysis record (`Events.record_analysis`) maps each plugin's name to its counts and
     errors, and `_host` to the boxes analysed and skipped and the totals; plugins that did not run
-    keep their entries from an earlier analysis.
+    keep their entries from an earlier analysis. A frequency finding that is the same variation as
+    an incident the live measurements already gave (`opq.mauka.frequency_incidents`) is dropped:
+    one variation, one incident.
     """
     started = time.perf_counter()
     counters = counters if counters is not None else PluginCounters()
@@ -119,8 +125,9 @@ def analyze_event(
     joined_pieces = _join_earlier_pieces(store, event_id, captures)
     captures = [capture for capture, _ in joined_pieces]
 
-    drafts: list[tuple[Incident, BoxCapture, str]] = []
+    accepted: list[tuple[Finding, BoxCapture, str]] = []
     clean_windows: dict[str, tuple[float, float]] = {}
+    measured_already: list[int] = []
     for capture in captures:
         clean = True
         for plugin in plugins:
@@ -130,37 +137,56 @@ def analyze_event(
                 continue
             for finding in findings:
                 try:
-                    drafts.append(
-                        (draft_incident(store, finding, plugin.name, capture), capture, plugin.name)
-                    )
+                    check_finding(finding, plugin.name, capture)
                 except InvalidValue as err:
                     _failed(record[plugin.name], counters, plugin.name, str(err))
+                    continue
+                # One variation, one incident: the measurements reported this one first.
+                if finding.measurement_type == "FREQUENCY":
+                    stream_id = stream_incident_for(store, finding)
+                    if stream_id is not None:
+                        measured_already.append(stream_id)
+                        continue
+                accepted.append((finding, capture, plugin.name))
         if clean:
             clean_windows[capture.box_event.box_id] = capture.window_ms
 
+    # One id allocation for the whole event, not one write transaction per incident.
+    ids = allocate_ids(store.engine, "incident", len(accepted)) if accepted else range(0)
+    drafts = [
+        (draft_incident(store, finding, name, capture, incident_id), capture, name)
+        for (finding, capture, name), incident_id in zip(accepted, ids, strict=True)
+    ]
+
     places = _places(store, captures)
     linked = link_incidents([draft for draft, _, _ in drafts], clean_windows, places)
-    replaced = sum(store.incidents.delete_for_event(event_id, produced_by=p.name) for p in plugins)
+    names = [p.name for p in plugins]
+    replaced = store.incidents.delete_for_event(event_id, produced_by=names)
     # What the earlier pieces found at a box is found again, whole, in its joined waveform.
     for capture, earlier_ids in joined_pieces:
         for earlier_id in earlier_ids:
-            replaced += sum(
-                store.incidents.delete_for_event(
-                    earlier_id, produced_by=p.name, box_id=capture.box_event.box_id
-                )
-                for p in plugins
+            replaced += store.incidents.delete_for_event(
+                earlier_id, produced_by=names, box_id=capture.box_event.box_id
             )
     stored: list[Incident] = []
+    files: list[WholeFile] = []
+    producers: list[str] = []
     for incident, (_, capture, name) in zip(linked, drafts, strict=True):
         try:
-            store_incident(store, incident, capture)
+            store.incidents.check(incident)
+            file = incident_file(incident, capture)
         except InvalidValue as err:
             _failed(record[name], counters, name, f"incident {incident.incident_id}: {err}")
             continue
         stored.append(incident)
+        files += [] if file is None else [file]
+        producers.append(name)
+    # The incidents, their waveforms and the lifetimes they extend: one transaction, all or nothing.
+    trends_kept, events_kept = lifetimes_kept(store, stored)
+    store.incidents.add_batch(IncidentBatch(stored, files, trends_kept, events_kept), store.files)
+    for name in producers:
         record[name]["incidents"] += 1
         counters.add(name, incidents=1)
-    keep_referenced(store, stored)
 
     previous = store.events.analysis(event_id)
     merged: dict[str, Any] = {} if previous is None else dict(previous[1])
@@ -170,6 +196,7 @@ def analyze_event(
         "skipped_boxes": skipped,
         "incidents": len(stored),
         "replaced_incidents": replaced,
+        "frequency_found_in_measurements": measured_already,
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
     }
     store.events.record_analysis(event_id, now_ms, merged)

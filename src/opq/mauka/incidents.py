@@ -18,6 +18,7 @@ from opq.errors import InvalidValue, NotFound, OpqError
 from opq.mauka.plugin import Finding, Waveform
 from opq.store import Store
 from opq.store.classifications import Classification, IeeeDuration, MeasurementType
+from opq.store.files import WholeFile
 from opq.store.models import BoxEvent, Incident
 
 logger = logging.getLogger(__name__)
@@ -87,29 +88,21 @@ def _calibration(store: Store, box_id: str, metadata: Mapping[str, Any], where: 
         raise InvalidValue(f"{where}: the box is not registered and its waveform has no calibration") from err
 
 
-def draft_incident(store: Store, finding: Finding, plugin_name: str, capture: BoxCapture) -> Incident:
-    """The incident for a finding, with a new id and copies of the box's measurements; not stored.
+def draft_incident(
+    store: Store, finding: Finding, plugin_name: str, capture: BoxCapture, incident_id: int | None = None
+) -> Incident:
+    """The incident for a finding, with a new id (or `incident_id`) and copies of the box's
+    measurements; not stored.
 
     InvalidValue (before any id is taken) if the finding is not one the store would accept.
     """
+    check_finding(finding, plugin_name, capture)
     box_event = capture.box_event
-    where = f"plugin {plugin_name}, event {box_event.event_id}, box {box_event.box_id!r}: finding"
-    start_ms, end_ms = _whole_ms(finding.start_ms, where), _whole_ms(finding.end_ms, where)
-    if finding.box_id != box_event.box_id:
-        raise InvalidValue(f"{where} is for box {finding.box_id!r}")
-    if start_ms > end_ms:
-        raise InvalidValue(f"{where} starts at {start_ms} ms, after its end {end_ms} ms")
-    _check_member(MeasurementType, finding.measurement_type, f"{where} measurement_type")
-    for classification in finding.classifications:
-        _check_member(Classification, classification, f"{where} classification")
-    if finding.ieee_duration is not None:
-        _check_member(IeeeDuration, finding.ieee_duration, f"{where} ieee_duration")
-    deviation = finding.deviation_from_nominal
-    if deviation is not None and not math.isfinite(deviation):
-        raise InvalidValue(f"{where} has deviation_from_nominal {deviation}")
+    start_ms, end_ms = round(float(finding.start_ms)), round(float(finding.end_ms))
     metadata = {**json_value(dict(finding.metadata)), "plugin": plugin_name}
-    incident_id = store.allocate_id("incident")
+    incident_id = store.allocate_id("incident") if incident_id is None else incident_id
     trimmed, _ = trimmed_counts(capture, start_ms, end_ms)
+    deviation = finding.deviation_from_nominal
     return Incident(
         incident_id=incident_id,
         box_id=box_event.box_id,
@@ -125,6 +118,25 @@ def draft_incident(store: Store, finding: Finding, plugin_name: str, capture: Bo
         ieee_duration=finding.ieee_duration,
         metadata=metadata,
     )
+
+
+def check_finding(finding: Finding, plugin_name: str, capture: BoxCapture) -> None:
+    """InvalidValue, naming the plugin, event and box, if the store would refuse the finding."""
+    box_event = capture.box_event
+    where = f"plugin {plugin_name}, event {box_event.event_id}, box {box_event.box_id!r}: finding"
+    start_ms, end_ms = _whole_ms(finding.start_ms, where), _whole_ms(finding.end_ms, where)
+    if finding.box_id != box_event.box_id:
+        raise InvalidValue(f"{where} is for box {finding.box_id!r}")
+    if start_ms > end_ms:
+        raise InvalidValue(f"{where} starts at {start_ms} ms, after its end {end_ms} ms")
+    _check_member(MeasurementType, finding.measurement_type, f"{where} measurement_type")
+    for classification in finding.classifications:
+        _check_member(Classification, classification, f"{where} classification")
+    if finding.ieee_duration is not None:
+        _check_member(IeeeDuration, finding.ieee_duration, f"{where} ieee_duration")
+    deviation = finding.deviation_from_nominal
+    if deviation is not None and not math.isfinite(deviation):
+        raise InvalidValue(f"{where} has deviation_from_nominal {deviation}")
 
 
 def measurements_around(store: Store, box_id: str, start_ms: int, end_ms: int) -> tuple[dict[str, Any], ...]:
@@ -144,31 +156,47 @@ def trimmed_counts(capture: BoxCapture, start_ms: int, end_ms: int) -> tuple[npt
     return capture.counts[first : max(first, stop)], origin + first / SAMPLES_PER_MS
 
 
+def incident_file(incident: Incident, capture: BoxCapture | None) -> WholeFile | None:
+    """The incident's trimmed waveform file, if it names one; InvalidValue if it has no capture."""
+    filename = incident.gridfs_filename
+    if filename is None:
+        return None
+    if capture is None:
+        raise InvalidValue(f"incident {incident.incident_id} names a waveform but has no capture")
+    counts, first_ms = trimmed_counts(capture, incident.start_timestamp_ms, incident.end_timestamp_ms)
+    return WholeFile(
+        filename,
+        counts.astype("<i2").tobytes(),
+        incident_id=incident.incident_id,
+        event_id=incident.event_id,
+        box_id=incident.box_id,
+        metadata={
+            "incident_id": incident.incident_id,
+            "event_id": incident.event_id,
+            "box_id": incident.box_id,
+            "format": "int16le",
+            "sample_rate_hz": SAMPLE_RATE_HZ,
+            "calibration_constant": capture.calibration_constant,
+            "first_sample_timestamp_ms": first_ms,
+        },
+    )
+
+
 def store_incident(store: Store, incident: Incident, capture: BoxCapture | None) -> None:
     """Store an incident and, if it names one, its trimmed waveform file (written first).
 
     If the incident cannot be stored, its file is deleted again: nothing is half-written.
     """
     filename = incident.gridfs_filename
-    if filename is not None:
-        if capture is None:
-            raise InvalidValue(f"incident {incident.incident_id} names a waveform but has no capture")
-        counts, first_ms = trimmed_counts(capture, incident.start_timestamp_ms, incident.end_timestamp_ms)
+    file = incident_file(incident, capture)
+    if file is not None:
         store.files.put(
-            filename,
-            counts.astype("<i2").tobytes(),
-            incident_id=incident.incident_id,
-            event_id=incident.event_id,
-            box_id=incident.box_id,
-            metadata={
-                "incident_id": incident.incident_id,
-                "event_id": incident.event_id,
-                "box_id": incident.box_id,
-                "format": "int16le",
-                "sample_rate_hz": SAMPLE_RATE_HZ,
-                "calibration_constant": capture.calibration_constant,
-                "first_sample_timestamp_ms": first_ms,
-            },
+            file.filename,
+            file.data,
+            incident_id=file.incident_id,
+            event_id=file.event_id,
+            box_id=file.box_id,
+            metadata=file.metadata,
         )
     try:
         store.incidents.add(incident)

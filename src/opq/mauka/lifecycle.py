@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from opq.store import Store
+from opq.store.incidents import TrendsKept
 from opq.store.models import Incident
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,21 @@ def keep_referenced(store: Store, incidents: Iterable[Incident]) -> None:
       drops whole daily partitions of measurements, which a few promoted rows would keep alive.
 
     `collect_garbage` is the GC: expired incidents go with their waveform files, then `Store.prune`
-    deletes every other expired record.
+    deletes every other expired record. (`lifetimes_kept` gives the same as data, for
+    `Incidents.add_batch` to write with the incidents.)
     """
+    trends, events = lifetimes_kept(store, incidents)
+    for kept in trends:
+        store.trends.keep_until(kept.box_id, kept.start_ms, kept.end_ms, kept.expire_at)
+    for event_id, expire_at in events.items():
+        store.events.keep_until(event_id, expire_at)
+
+
+def lifetimes_kept(
+    store: Store, incidents: Iterable[Incident]
+) -> tuple[list[TrendsKept], dict[int, int | None]]:
+    """What `keep_referenced` lengthens for these incidents: trends by box and span, events by id."""
+    trends: list[TrendsKept] = []
     events: dict[int, int | None] = {}
     for incident in incidents:
         expire_at = incident_expire_at(store, incident)
@@ -48,14 +62,15 @@ def keep_referenced(store: Store, incidents: Iterable[Incident]) -> None:
             # One update per event: the latest expiry of its incidents, None (never) above all.
             known = events.get(incident.event_id, -1)
             events[incident.event_id] = None if expire_at is None or known is None else max(known, expire_at)
-        store.trends.keep_until(
-            incident.box_id,
-            incident.start_timestamp_ms - TREND_MARGIN_MS,
-            incident.end_timestamp_ms + TREND_MARGIN_MS,
-            expire_at,
+        trends.append(
+            TrendsKept(
+                incident.box_id,
+                incident.start_timestamp_ms - TREND_MARGIN_MS,
+                incident.end_timestamp_ms + TREND_MARGIN_MS,
+                expire_at,
+            )
         )
-    for event_id, expire_at in events.items():
-        store.events.keep_until(event_id, expire_at)
+    return trends, events
 
 
 def collect_garbage(store: Store, now_ms: int) -> dict[str, int]:

@@ -16,6 +16,8 @@ from opq.clock import wall_clock_ms
 from opq.config import MaukaSettings
 from opq.errors import Conflict, InvalidValue, NotFound, OpqError, ProtocolError, StorageError
 from opq.mauka.analysis import PluginCounters, analyze_event
+from opq.mauka.frequency_incidents import FrequencyStreamIncidents, stream_limits
+from opq.mauka.frequency_stream import FrequencyStreamTracker
 from opq.mauka.lifecycle import collect_garbage
 from opq.mauka.outage import OutageTracker
 from opq.mauka.outage_incidents import OutageIncidents
@@ -35,6 +37,8 @@ MAX_ATTEMPTS: Final = 3
 """An event whose analysis raises (other than the database being unavailable) this often is given up."""
 LIVE_BATCH: Final = 20_000
 """Measurements taken from the live stream per pass, so announcements are never starved."""
+FREQUENCY_CHECK_S: Final = 1.0
+"""How often variations found in the measurements are closed for silent boxes and stored [s]."""
 STALLED_S: Final = 30.0
 """Health says not ok when the loop has not come round for this long [s]."""
 
@@ -65,6 +69,13 @@ class Mauka:
         self.counters = PluginCounters([p.name for p in self.plugins])
         self.tracker = OutageTracker(int(settings.outage_after_s * 1000))
         self.outages = OutageIncidents(store, self.tracker)
+        self.frequency: FrequencyStreamIncidents | None = None
+        if settings.frequency_from_measurements:
+            self.frequency = FrequencyStreamIncidents(
+                store,
+                FrequencyStreamTracker(stream_limits(settings)),
+                round(settings.frequency_settle_s * 1000),
+            )
         self.stats = SystemStatsCollector(store)
         # /status is where the original's StatusPlugin answered.
         pages = {"/": self.summary, "/status": self.summary}
@@ -124,6 +135,9 @@ class Mauka:
             ("stats", settings.stats_interval_s, lambda: self.put_stats(self._clock_ms())),
             ("gc", GC_INTERVAL_S, lambda: self.collect_garbage(self._clock_ms())),
         ]
+        if self.frequency is not None:
+            frequency = self.frequency
+            timers.append(("frequency", FREQUENCY_CHECK_S, lambda: frequency.check(self._clock_ms())))
         now = time.monotonic()
         due = {name: now + interval for name, interval, _ in timers}
         due["stats"] = now  # a fresh document as soon as Mauka is up
@@ -142,7 +156,9 @@ class Mauka:
             self._publish_snapshot()
 
     def close(self) -> None:
-        """Stop health and close the sockets."""
+        """Store the frequency variations held or still open, stop health and close the sockets."""
+        if self.frequency is not None:
+            self._guarded("frequency", self.frequency.close)
         self.health.stop()
         if self._context is not None:
             self._events.close(linger=0)
@@ -222,7 +238,7 @@ class Mauka:
         except OpqError:
             logger.exception("cannot record that event %d was given up", event_id)
 
-    # --- outages ----------------------------------------------------------------------------------
+    # --- the live stream: outages and frequency variations ---------------------------------------
 
     def _drain_live(self) -> None:
         for _ in range(LIVE_BATCH):
@@ -238,6 +254,10 @@ class Mauka:
             self._guarded(
                 "outages", functools.partial(self.outages.seen, measurement.box_id, measurement.timestamp_ms)
             )
+            if self.frequency is not None:
+                self._guarded(
+                    "frequency", functools.partial(self.frequency.seen, measurement, self._clock_ms())
+                )
 
     # --- stats, GC, health ------------------------------------------------------------------------
 
@@ -286,6 +306,13 @@ class Mauka:
             "events": {**self._figures(), "last": self.last_event},
             "outages": dict(sorted(self.tracker.open.items())),
             "boxes_seen": len(self.tracker.last_seen),
+            "frequency": None
+            if self.frequency is None
+            else {
+                **self.frequency.figures,
+                "settling": self.frequency.settling,
+                "open": self.frequency.tracker.open_runs(),
+            },
             "gc": self.last_gc,
         }
 

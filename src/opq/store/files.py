@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -27,6 +29,27 @@ def check_filename(filename: str) -> None:
         raise InvalidValue(
             f"file name {filename!r} is not valid: use 1 to 255 characters, not all white space"
         )
+
+
+@dataclass(frozen=True)
+class WholeFile:
+    """A small file written at once inside another record's transaction (`Files.write_whole`)."""
+
+    filename: str
+    data: bytes
+    event_id: int | None = None
+    box_id: str | None = None
+    incident_id: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def check_whole_file(file: WholeFile) -> None:
+    """InvalidValue if `write_whole` would refuse the file for its name or metadata."""
+    check_filename(file.filename)
+    try:
+        json.dumps(file.metadata)
+    except (TypeError, ValueError) as err:
+        raise InvalidValue(f"file {file.filename!r}: metadata is not JSON: {err}") from err
 
 
 class Files:
@@ -102,6 +125,50 @@ class Files:
             for piece in pieces:
                 writer.write(piece)
         return writer.close()
+
+    def write_whole(self, conn: Connection, files: Sequence[WholeFile]) -> None:
+        """Write finished files with their chunks on `conn`, the caller's write transaction.
+
+        They become visible when it commits and vanish with it if it rolls back, so a file and the
+        record naming it are written together or not at all. Conflict if a name is taken.
+        """
+        for file in files:
+            check_whole_file(file)
+        if not files:
+            return
+        f, now_ms, size = schema.files, self._clock_ms(), self.chunk_size
+        names = [file.filename for file in files]
+        if len(set(names)) != len(names):
+            raise InvalidValue(f"file names {names} are not all different")
+        taken = conn.execute(select(f.c.filename).where(f.c.filename.in_(names))).first()
+        if taken is not None:
+            raise Conflict(f"file {taken.filename!r} already exists")
+        conn.execute(
+            f.insert(),
+            [
+                {
+                    "filename": file.filename,
+                    "length": len(file.data),
+                    "chunk_size": size,
+                    "upload_date_ms": now_ms,
+                    "md5": hashlib.md5(file.data, usedforsecurity=False).hexdigest(),
+                    "event_id": file.event_id,
+                    "box_id": file.box_id,
+                    "incident_id": file.incident_id,
+                    "metadata": dict(file.metadata),
+                }
+                for file in files
+            ],
+        )
+        found = conn.execute(select(f.c.filename, f.c.id).where(f.c.filename.in_(names)))
+        file_ids = {row.filename: row.id for row in found}
+        chunks = [
+            {"files_id": file_ids[file.filename], "n": n, "data": file.data[start : start + size]}
+            for file in files
+            for n, start in enumerate(range(0, len(file.data), size))
+        ]
+        if chunks:
+            conn.execute(schema.chunks.insert(), chunks)
 
     def open_reader(self, filename: str) -> FileReader:
         """The finished file opened for streaming reads; NotFound if there is none."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import builtins
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -15,7 +16,33 @@ from opq.store import schema
 from opq.store.classifications import Classification, IeeeDuration, MeasurementType
 from opq.store.engine import translated, write_transaction
 from opq.store.events import check_limit, keyset_before
+from opq.store.files import Files, WholeFile, check_whole_file
 from opq.store.models import Annotation, Incident
+
+
+@dataclass(frozen=True)
+class TrendsKept:
+    """One box's trends stamped in [start_ms, end_ms] live at least until expire_at [ms; None: for ever]."""
+
+    box_id: str
+    start_ms: int
+    end_ms: int
+    expire_at: int | None
+
+
+@dataclass(frozen=True)
+class IncidentBatch:
+    """An analysis's incidents and what goes with them, written in one transaction (`add_batch`).
+
+    `files` are the incidents' trimmed waveforms; `trends_kept` and `events_kept` (event id →
+    expire_at, None for ever) lengthen the lifetimes of what the incidents reference, as
+    `Trends.keep_until` and `Events.keep_until` do.
+    """
+
+    incidents: Sequence[Incident]
+    files: Sequence[WholeFile] = ()
+    trends_kept: Sequence[TrendsKept] = ()
+    events_kept: Mapping[int, int | None] = field(default_factory=dict)
 
 
 class Incidents:
@@ -27,27 +54,83 @@ class Incidents:
 
     def add(self, incident: Incident) -> None:
         """Store a new incident; its id comes from `allocate_ids(engine, "incident")`."""
+        rows = self._rows([incident])
+        with translated(f"add incident {incident.incident_id}"), write_transaction(self._engine) as conn:
+            _insert(conn, *rows)
+
+    def replace(self, incident: Incident) -> None:
+        """Store a new version of an incident (same id) in place of the stored one, in one transaction.
+
+        The old version's classifications, annotations and waveform files go; the new one's
+        annotations are written, so a caller keeping people's notes passes them on. NotFound if
+        there is no incident with its id.
+        """
         iid = incident.incident_id
-        row = _incident_row(incident)
-        row["expire_at"] = (
-            None if self._lifetime_ms is None else incident.end_timestamp_ms + self._lifetime_ms
-        )
-        where = f"incident {iid}: classification"
-        # A classification listed twice is still one fact about the incident.
-        classifications = sorted({_member(Classification, c, where) for c in incident.classifications})
-        annotations = [_annotation_row(iid, a) for a in incident.annotations]
-        inc = schema.incidents
-        with translated(f"add incident {iid}"), write_transaction(self._engine) as conn:
-            if _incident_exists(conn, iid):
-                raise Conflict(f"incident {iid} already exists")
-            conn.execute(inc.insert().values(row))
-            if classifications:
-                conn.execute(
-                    schema.incident_classifications.insert(),
-                    [{"incident_id": iid, "classification": c} for c in classifications],
+        rows = self._rows([incident])
+        with translated(f"replace incident {iid}"), write_transaction(self._engine) as conn:
+            if not _incident_exists(conn, iid):
+                raise NotFound(f"no incident {iid}")
+            _delete(conn, [iid])
+            _insert(conn, *rows)
+
+    def check(self, incident: Incident) -> None:
+        """InvalidValue, saying what is wrong, if `add` would refuse the incident for its values."""
+        self._rows([incident])
+
+    def add_batch(self, batch: IncidentBatch, files: Files) -> None:
+        """Store new incidents, their waveform files (through `files`) and the lifetimes they extend,
+        in one transaction: all of it or, on any error, none of it.
+
+        Every value is checked before anything is written (InvalidValue); an id or file name already
+        taken is a Conflict, an event to keep that does not exist NotFound.
+        """
+        rows = self._rows(batch.incidents)
+        for file in batch.files:
+            check_whole_file(file)
+        ids = [i.incident_id for i in batch.incidents]
+        if len(set(ids)) != len(ids):
+            raise InvalidValue(f"incident ids {ids} are not all different")
+        t, ev = schema.trends, schema.events
+        with translated(f"add {len(ids)} incidents"), write_transaction(self._engine) as conn:
+            _insert(conn, *rows)
+            files.write_whole(conn, batch.files)
+            # Lifetimes are only ever lengthened, as Trends.keep_until and Events.keep_until do.
+            for kept in batch.trends_kept:
+                update = t.update().where(
+                    t.c.box_id == kept.box_id, t.c.timestamp_ms.between(kept.start_ms, kept.end_ms)
                 )
-            if annotations:
-                conn.execute(schema.incident_annotations.insert(), annotations)
+                expire = (
+                    t.c.expire_at.is_not(None) if kept.expire_at is None else t.c.expire_at < kept.expire_at
+                )
+                conn.execute(update.where(expire).values(expire_at=kept.expire_at))
+            for event_id, expire_at in batch.events_kept.items():
+                if conn.execute(select(ev.c.event_id).where(ev.c.event_id == event_id)).first() is None:
+                    raise NotFound(f"no event {event_id}")
+                update = ev.update().where(ev.c.event_id == event_id)
+                if expire_at is not None:
+                    update = update.where(ev.c.expire_at < expire_at)
+                conn.execute(update.values(expire_at=expire_at))
+
+    def _rows(
+        self, incidents: Sequence[Incident]
+    ) -> tuple[builtins.list[dict[str, Any]], builtins.list[dict[str, Any]], builtins.list[dict[str, Any]]]:
+        """The incident, classification and annotation rows of incidents; InvalidValue if one is bad."""
+        rows, classification_rows, annotation_rows = [], [], []
+        for incident in incidents:
+            iid = incident.incident_id
+            row = _incident_row(incident)
+            row["expire_at"] = (
+                None if self._lifetime_ms is None else incident.end_timestamp_ms + self._lifetime_ms
+            )
+            rows.append(row)
+            where = f"incident {iid}: classification"
+            # A classification listed twice is still one fact about the incident.
+            classification_rows += [
+                {"incident_id": iid, "classification": c}
+                for c in sorted({_member(Classification, c, where) for c in incident.classifications})
+            ]
+            annotation_rows += [_annotation_row(iid, a) for a in incident.annotations]
+        return rows, classification_rows, annotation_rows
 
     def get(self, incident_id: int) -> Incident:
         """The incident with this id; NotFound if there is none."""
@@ -149,9 +232,9 @@ class Incidents:
             conn.execute(inc.update().where(inc.c.incident_id == incident_id).values(update))
 
     def delete_for_event(
-        self, event_id: int, *, produced_by: str | None = None, box_id: str | None = None
+        self, event_id: int, *, produced_by: str | Collection[str] | None = None, box_id: str | None = None
     ) -> int:
-        """Delete an event's incidents (only plugin `produced_by`'s, only at `box_id`, if given); how many.
+        """Delete an event's incidents (only plugin(s) `produced_by`'s, only at `box_id`, if given); how many.
 
         Their classifications, annotations and waveform files go with them, so the event can be
         analyzed again.
@@ -160,11 +243,12 @@ class Incidents:
         query = select(inc.c.incident_id, inc.c.metadata).where(inc.c.event_id == event_id)
         if box_id is not None:
             query = query.where(inc.c.box_id == box_id)
+        producers = {produced_by} if isinstance(produced_by, str) else produced_by
         with translated(f"delete the incidents of event {event_id}"), write_transaction(self._engine) as conn:
             ids = [
                 iid
                 for iid, metadata in conn.execute(query)
-                if produced_by is None or metadata.get("plugin") == produced_by
+                if producers is None or metadata.get("plugin") in producers
             ]
             _delete(conn, ids)
         return len(ids)
@@ -186,6 +270,25 @@ class Incidents:
             query = query.where(inc.c.start_timestamp_ms >= since_ms)
         with translated("count incidents"), self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+
+def _insert(
+    conn: Connection,
+    rows: Sequence[dict[str, Any]],
+    classifications: Sequence[dict[str, Any]],
+    annotations: Sequence[dict[str, Any]],
+) -> None:
+    """Insert checked incident rows; Conflict if an id is taken."""
+    inc = schema.incidents
+    ids = [row["incident_id"] for row in rows]
+    if ids and (taken := conn.execute(select(inc.c.incident_id).where(inc.c.incident_id.in_(ids))).first()):
+        raise Conflict(f"incident {taken.incident_id} already exists")
+    if rows:
+        conn.execute(schema.incidents.insert(), list(rows))
+    if classifications:
+        conn.execute(schema.incident_classifications.insert(), list(classifications))
+    if annotations:
+        conn.execute(schema.incident_annotations.insert(), list(annotations))
 
 
 def _delete(conn: Connection, ids: Sequence[int]) -> None:
