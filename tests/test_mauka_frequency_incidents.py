@@ -20,7 +20,8 @@ from opq.mauka.frequency_incidents import STREAM_PRODUCER, FrequencyStreamIncide
 from opq.mauka.frequency_stream import FrequencyStreamTracker
 from opq.mauka.plugins.frequency import FrequencyVariationPlugin
 from opq.mauka.service import Mauka
-from opq.protocol import BoxMeasurement, MetricStats, encode_measurement, measurement_topic
+from opq.protocol import BoxMeasurement, MetricStats, encode_measurement
+from opq.protocol.internal import LIVE_TOPIC
 from opq.store import Store, open_store
 from tests.mauka_site import CALIBRATION, SAMPLE_RATE_HZ, T0, add_event, add_site
 
@@ -167,7 +168,7 @@ def test_the_service_reports_a_variation_from_the_live_stream_and_one_open_at_st
 
 
 def frame(m: BoxMeasurement) -> list[Any]:
-    return [measurement_topic(m.box_id), encode_measurement(m)]
+    return [LIVE_TOPIC, encode_measurement(m)]
 
 
 def test_a_variation_resumed_after_a_restart_stays_one_incident(store: Store) -> None:

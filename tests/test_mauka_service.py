@@ -22,8 +22,8 @@ from opq.mauka.incidents import outage_incident, store_incident
 from opq.mauka.plugin import Plugin
 from opq.mauka.registry import registered_plugins
 from opq.mauka.service import Mauka
-from opq.protocol import BoxMeasurement, MetricStats, encode_measurement, measurement_topic
-from opq.protocol.internal import event_announcement
+from opq.protocol import BoxMeasurement, MetricStats, encode_measurement
+from opq.protocol.internal import LIVE_TOPIC, event_announcement
 from opq.store import Store, open_store
 from tests.mauka_site import T0, BrokenPlugin, SagPlugin, TaggingPlugin, add_event, add_site, sine_counts
 
@@ -157,10 +157,7 @@ def test_a_failing_plugin_is_visible_in_health_and_stats(store: Store, makai: An
 
 def measurement(box_id: str, timestamp_ms: int) -> list[bytes]:
     stats = MetricStats(119.5, 120.5, 120.0)
-    return [
-        measurement_topic(box_id),
-        encode_measurement(BoxMeasurement(box_id, timestamp_ms, {"rms": stats})),
-    ]
+    return [LIVE_TOPIC, encode_measurement(BoxMeasurement(box_id, timestamp_ms, {"rms": stats}))]
 
 
 def test_a_silent_box_is_an_outage_until_its_data_returns(store: Store, makai: Any) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from opq.errors import ProtocolError
 from opq.protocol import BoxMeasurement, MetricStats, decode_measurement, encode_measurement
 from opq.protocol import opqbox3_pb2 as pb
 from opq.protocol.columns import METRICS, MeasurementColumns, decode_measurements
+from opq.protocol.internal import LIVE_TOPIC, parse_live_measurements
 
 float32s = st.floats(width=32, allow_nan=False)
 stats = st.builds(MetricStats, float32s, float32s, float32s)
@@ -51,3 +54,10 @@ def test_malformed_payloads_are_listed_with_their_index_and_the_rest_decoded() -
     assert [index for index, _ in decoded.malformed] == [0, 2, 3]
     assert "timestamp_ms" in decoded.malformed[1][1] and "box id" in decoded.malformed[2][1]
     assert decoded.columns.box_ids == ["7", "7"]
+
+
+def test_a_live_stream_message_holds_many_payloads_after_its_topic() -> None:
+    assert parse_live_measurements([LIVE_TOPIC, b"a", b"b"]) == [b"a", b"b"]
+    for frames in ([], [b"0007", b"a"], [b"event", b"12"]):
+        with pytest.raises(ProtocolError, match="live-stream"):
+            parse_live_measurements(frames)

@@ -24,8 +24,9 @@ from opq.box.simulator import Simulator
 from opq.cli.context import DbOption, database_url, settings_of
 from opq.config import MakaiSettings
 from opq.errors import NotFound, ProtocolError
-from opq.protocol import BoxMeasurement, decode_measurement
-from opq.protocol.internal import EVENT_TOPIC, parse_event_announcement
+from opq.protocol import BoxMeasurement
+from opq.protocol.columns import decode_measurements
+from opq.protocol.internal import EVENT_TOPIC, parse_event_announcement, parse_live_measurements
 from opq.protocol.keys import KeyPair, generate_keypair, read_certificate, write_certificate
 from opq.store import Store, open_store
 from opq.store.engine import redact
@@ -237,16 +238,18 @@ class _LiveView:
     def _read_measurements(self) -> None:
         while True:
             try:
-                _topic, payload = self._live.recv_multipart(zmq.NOBLOCK)
+                frames = self._live.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             try:
-                measurement = decode_measurement(payload)
+                decoded = decode_measurements(parse_live_measurements(frames))
             except ProtocolError as err:
-                logger.warning("dropped a malformed measurement: %s", err)
+                logger.warning("dropped a malformed live-stream message: %s", err)
                 continue
-            seen = self.latest.get(measurement.box_id)
-            self.latest[measurement.box_id] = _Seen(measurement, 1 if seen is None else seen.count + 1)
+            for row in range(len(decoded.columns)):
+                measurement = decoded.columns.measurement(row)
+                seen = self.latest.get(measurement.box_id)
+                self.latest[measurement.box_id] = _Seen(measurement, 1 if seen is None else seen.count + 1)
 
     def _read_events(self) -> None:
         while True:

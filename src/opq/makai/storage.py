@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH: Final = 50_000
 """Most measurements written in one transaction."""
-_LAG_SAMPLES: Final = 200_000
+_LAG_SAMPLES: Final = 50_000
+"""Recent lags kept for the percentiles (a sample of each batch): health reads them every 2 s."""
 _RETRY_MAX_S: Final = 10.0
 
 

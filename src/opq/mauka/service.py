@@ -23,9 +23,9 @@ from opq.mauka.outage import OutageTracker
 from opq.mauka.outage_incidents import OutageIncidents
 from opq.mauka.plugin import Plugin
 from opq.mauka.stats import SystemStatsCollector
-from opq.protocol import decode_measurement
+from opq.protocol.columns import MeasurementColumns, decode_measurements
 from opq.protocol.health_http import HealthServer
-from opq.protocol.internal import EVENT_TOPIC, parse_event_announcement
+from opq.protocol.internal import EVENT_TOPIC, parse_event_announcement, parse_live_measurements
 from opq.store import Store
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ GC_INTERVAL_S: Final = 60.0
 MAX_ATTEMPTS: Final = 3
 """An event whose analysis raises (other than the database being unavailable) this often is given up."""
 LIVE_BATCH: Final = 20_000
-"""Measurements taken from the live stream per pass, so announcements are never starved."""
+"""Measurements (about) taken from the live stream per pass, so announcements are never starved."""
 FREQUENCY_CHECK_S: Final = 1.0
 """How often variations found in the measurements are closed for silent boxes and stored [s]."""
 STALLED_S: Final = 30.0
@@ -241,23 +241,34 @@ class Mauka:
     # --- the live stream: outages and frequency variations ---------------------------------------
 
     def _drain_live(self) -> None:
-        for _ in range(LIVE_BATCH):
+        payloads: list[bytes] = []
+        while len(payloads) < LIVE_BATCH:
             frames = _receive(self._live)
             if frames is None:
-                return
+                break
             try:
-                measurement = decode_measurement(frames[-1])
+                payloads += parse_live_measurements(frames)
             except ProtocolError:
                 self.figures["malformed_messages"] += 1
-                continue
-            self.figures["measurements"] += 1
-            self._guarded(
-                "outages", functools.partial(self.outages.seen, measurement.box_id, measurement.timestamp_ms)
-            )
-            if self.frequency is not None:
-                self._guarded(
-                    "frequency", functools.partial(self.frequency.seen, measurement, self._clock_ms())
-                )
+        if not payloads:
+            return
+        decoded = decode_measurements(payloads)
+        self.figures["malformed_messages"] += len(decoded.malformed)
+        columns = decoded.columns
+        self.figures["measurements"] += len(columns)
+        self._guarded("outages", functools.partial(self._seen_by_outages, columns))
+        if self.frequency is not None:
+            self._guarded("frequency", functools.partial(self._seen_by_frequency, columns, self.frequency))
+
+    def _seen_by_outages(self, columns: MeasurementColumns) -> None:
+        seen = self.outages.seen
+        for box_id, timestamp_ms in zip(columns.box_ids, columns.timestamps_ms.tolist(), strict=True):
+            seen(box_id, timestamp_ms)
+
+    def _seen_by_frequency(self, columns: MeasurementColumns, frequency: FrequencyStreamIncidents) -> None:
+        now_ms = self._clock_ms()
+        for row in range(len(columns)):
+            frequency.seen(columns.measurement(row), now_ms)
 
     # --- stats, GC, health ------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
-"""Messages between cloud services: capture requests to Makai, and Makai's event announcements.
+"""Messages between cloud services: capture requests to Makai, Makai's event announcements, and
+its live measurement stream.
 
-Both are small and rare, so they travel as JSON (readable with any ZeroMQ tool); each decoder
-checks every field and says which one is wrong.
+Capture requests and announcements are small and rare, so they travel as JSON (readable with any
+ZeroMQ tool); each decoder checks every field and says which one is wrong. The live stream carries
+the boxes' own `Measurement` payloads, many to a message.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from opq.protocol.topics import wire_box_id
 
 EVENT_TOPIC: Final = b"event"
 """First frame of an event announcement; the second is the event id in decimal."""
+
+LIVE_TOPIC: Final = b"measurements"
+"""First frame of a live-stream message; each further frame is one box `Measurement` as the box
+sent it (checked and stored by Makai). Thousands arrive a second, so Makai sends what it took in
+one batch as one message: a frame costs its subscribers far less than a message."""
 
 MAX_CAPTURE_MS: Final = 3_600_000
 """Longest window one capture may ask for [ms]: a box holds an hour of raw cycles by default."""
@@ -90,6 +97,13 @@ def parse_event_announcement(frames: list[bytes]) -> int:
     if len(frames) != 2 or frames[0] != EVENT_TOPIC or not frames[1].isdigit():
         raise ProtocolError(f"malformed event announcement: {frames[:3]!r}")
     return int(frames[1])
+
+
+def parse_live_measurements(frames: list[bytes]) -> list[bytes]:
+    """The `Measurement` payloads of a live-stream message; ProtocolError for anything else."""
+    if not frames or frames[0] != LIVE_TOPIC:
+        raise ProtocolError(f"malformed live-stream message: {frames[:1]!r}")
+    return frames[1:]
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
