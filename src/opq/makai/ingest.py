@@ -38,6 +38,8 @@ Report = Callable[[dict[str, Any]], None]
 
 _DRAIN: Final = 1_000
 """Most messages handled between two looks at the clock."""
+_NOBLOCK: Final = int(zmq.NOBLOCK)
+"""As a plain int: pyzmq's flag enums cost a microsecond a call."""
 _GATHER_S: Final = 0.01
 """After a batch short of `_DRAIN`, how long to let measurements gather before the next: a batch
 costs about a hundred numpy calls whatever its size, so taking them a few at a time would cost
@@ -171,7 +173,7 @@ class Ingest:
         received = 0
         for _ in range(_DRAIN):
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = self.socket.recv_multipart(_NOBLOCK, copy=False)
             except zmq.Again:
                 break
             received += 1
