@@ -61,6 +61,9 @@ def test_capture_finds_the_sag_ignores_the_flicker_and_counts_the_bytes(tmp_path
     assert sag.expected and sag.detected and sag.covered
     assert (sag.boxes_asked, sag.boxes_received) == (3, 3)  # the sagging box and its location-mates
     assert sag.to_completed_ms is not None and 0 < sag.to_completed_ms < 15_000
+    # The window ends after the disturbance (post_trigger_ms after the first nominal measurement).
+    assert sag.window_end_to_completed_ms is not None and sag.window_end_to_completed_ms < sag.to_completed_ms
+    assert result.acquisition.get("batch_failures", 0) == result.acquisition.get("storage_failures", 0) == 0
     assert not flicker.expected and not flicker.events
     assert (result.expected, result.detected, result.recall_percent) == (1, 1, 100.0)
     assert result.unmatched_events == 0

@@ -77,6 +77,9 @@ class DisturbanceFigures:
     """Disturbance end to the arrival of the last asked box's waveform (`latencies_ms`)."""
     to_completed_ms: int | None
     """Disturbance end to the event stored with every asked box's waveform (`completed_ms`)."""
+    window_end_to_completed_ms: int | None
+    """The requested window's end (`target_event_end_timestamp_ms`) to `completed_ms`: what the
+    boxes and Makai take once the window the thresholds and `post_trigger_ms` set is over."""
 
 
 @dataclass(frozen=True)
@@ -315,7 +318,8 @@ def _match(
     )
     complete = bool(holding) and all(set(e.boxes_triggered) <= set(e.boxes_received) for e in overlapping)
     to_last = max((max(e.latencies_ms) for e in overlapping if e.latencies_ms), default=None)
-    to_completed = max((e.completed_ms or 0 for e in overlapping), default=None)
+    last = max(overlapping, key=lambda e: e.completed_ms or 0, default=None)
+    to_completed = None if last is None else last.completed_ms
     return DisturbanceFigures(
         name=injected.name,
         kind=str(injected.spec["kind"]),
@@ -332,6 +336,9 @@ def _match(
         boxes_received=len({b for e in overlapping for b in e.boxes_received}),
         to_last_waveform_ms=None if to_last is None or not complete else to_last - end_ms,
         to_completed_ms=None if not to_completed or not complete else to_completed - end_ms,
+        window_end_to_completed_ms=None
+        if last is None or not to_completed or not complete
+        else to_completed - last.target_event_end_timestamp_ms,
     )
 
 

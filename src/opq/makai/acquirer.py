@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import zmq
 
@@ -28,6 +28,9 @@ from opq.store import Store
 logger = logging.getLogger(__name__)
 
 Report = Callable[[dict[str, Any]], None]
+
+RESPONSES_PER_FLUSH: Final = 200
+"""Most box responses taken before what was taken is stored: a flood of them is stored as it goes."""
 
 
 class Acquirer:
@@ -78,15 +81,15 @@ class Acquirer:
                 # Never trust readiness alone: receive without blocking until each socket is empty.
                 while (request := _receive(self.requests)) is not None:
                     self._serve_request([frame.bytes for frame in request])
-                while (frames := _receive(self.responses)) is not None:
-                    sender = str(frames[0].get("User-Id"))
-                    if self.keys.allows(sender):
-                        self._announce(self.acquisition.receive([f.bytes for f in frames], sender))
+                self._take_responses()
+                # Whatever arrived together is stored together: one transaction an event.
+                completed = self.acquisition.flush()
                 now = time.monotonic()
                 if now >= next_check:
                     next_check = now + 0.1
-                    for event_id in self.acquisition.expire():
-                        self._announce(event_id)
+                    completed += self.acquisition.expire()
+                for event_id in completed:
+                    self._announce(event_id)
                 if now >= next_refresh:
                     next_refresh = now + self._settings.refresh_s
                     self.keys.refresh_or_keep()
@@ -95,6 +98,16 @@ class Acquirer:
                     report(self.snapshot())
         finally:
             report(self.snapshot())
+
+    def _take_responses(self) -> None:
+        """Take the responses waiting on the socket, at most a batch, so storing is not put off."""
+        for _ in range(RESPONSES_PER_FLUSH):
+            frames = _receive(self.responses)
+            if frames is None:
+                return
+            sender = str(frames[0].get("User-Id"))
+            if self.keys.allows(sender):
+                self.acquisition.take([f.bytes for f in frames], sender)
 
     def _serve_request(self, frames: list[bytes]) -> None:
         # ROUTER frames: [peer identity, b"" (from REQ and DEALER), request].
@@ -111,9 +124,7 @@ class Acquirer:
             self.commands.send(encode_command(command))
         self.requests.send_multipart([*envelope, encode_capture_reply(event_id)])
 
-    def _announce(self, event_id: int | None) -> None:
-        if event_id is None:
-            return
+    def _announce(self, event_id: int) -> None:
         self.events.send_multipart(event_announcement(event_id))
         self.announced += 1
         logger.info("event %d stored and announced", event_id)
@@ -121,13 +132,17 @@ class Acquirer:
     def snapshot(self) -> dict[str, Any]:
         """Health figures of acquisition."""
         latencies = sorted(self.acquisition.latencies_ms)
+        store_ms = sorted(self.acquisition.store_ms)
         return {
             **dict(self.acquisition.counts),
             "in_progress": self.acquisition.in_progress,
+            "unstored": self.acquisition.unstored,
             "announced": self.announced,
             "refused_requests": self.refused_requests,
             "refused_keys": dict(self.keys.refused),
             "response_latency_ms_p50": latencies[len(latencies) // 2] if latencies else None,
+            "store_ms_p50": store_ms[len(store_ms) // 2] if store_ms else None,
+            "store_ms_max": store_ms[-1] if store_ms else None,
         }
 
     def close(self) -> None:

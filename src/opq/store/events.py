@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import builtins
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -23,7 +24,21 @@ from sqlalchemy import (
 from opq.errors import Conflict, InvalidValue, NotFound
 from opq.store import schema
 from opq.store.engine import translated, write_transaction
+from opq.store.files import Files, WholeFile, check_whole_file
 from opq.store.models import BoxEvent, Event
+
+
+@dataclass(frozen=True)
+class BoxAnswer:
+    """One box's data for an event: its `box_events` row, its waveform file and when it arrived.
+
+    `received_ms` [ms since epoch] goes to the event's `latencies_ms`; the file's name must be the
+    row's `data_fs_filename`.
+    """
+
+    box_event: BoxEvent
+    waveform: WholeFile
+    received_ms: int
 
 
 class Events:
@@ -73,42 +88,78 @@ class Events:
         """Store one box's part of an event and append the box, with its latency, to the event."""
         eid, box = box_event.event_id, box_event.box_id
         where = f"event {eid}, box {box!r}"
-        _check_window(where, box_event.event_start_timestamp_ms, box_event.event_end_timestamp_ms)
-        windows = _ints(box_event.window_timestamps_ms, f"{where}: window_timestamps_ms")
+        values = _box_event_row(box_event)
         latency = _ints([latency_ms], f"{where}: latency_ms")[0]
         ev = schema.events
-        # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers): two boxes
-        # answering at once must not both append to the same old lists and lose one.
-        current = (
-            select(ev.c.boxes_triggered, ev.c.boxes_received, ev.c.latencies_ms)
-            .where(ev.c.event_id == eid)
-            .with_for_update()
-        )
         with translated(f"record box {box!r} of event {eid}"), write_transaction(self._engine) as conn:
-            row = conn.execute(current).first()
-            if row is None:
-                raise NotFound(f"no event {eid}")
-            triggered, received, latencies = row
+            triggered, received, latencies = _boxes_for_update(conn, eid)
             if box not in triggered:
                 raise InvalidValue(f"{where}: the box is not among boxes_triggered {triggered}")
             if box in received:
                 raise Conflict(f"{where}: the box's data was already recorded")
-            conn.execute(
-                schema.box_events.insert().values(
-                    event_id=eid,
-                    box_id=box,
-                    event_start_timestamp_ms=box_event.event_start_timestamp_ms,
-                    event_end_timestamp_ms=box_event.event_end_timestamp_ms,
-                    window_timestamps_ms=windows,
-                    location=box_event.location,
-                    data_fs_filename=box_event.data_fs_filename,
-                )
-            )
+            conn.execute(schema.box_events.insert().values(**values))
             conn.execute(
                 ev.update()
                 .where(ev.c.event_id == eid)
                 .values(boxes_received=[*received, box], latencies_ms=[*latencies, latency])
             )
+
+    def record_box_answers(
+        self,
+        event_id: int,
+        answers: Sequence[BoxAnswer],
+        files: Files,
+        *,
+        completed_ms: int | None = None,
+    ) -> None:
+        """Store several boxes' parts of an event with their waveforms (through `files`) in one
+        transaction, appending the boxes and arrival times to the event; with `completed_ms`, mark
+        the event complete in that transaction too. All of it or, on any error, none of it.
+
+        Every value is checked before anything is written (InvalidValue); a box already recorded or
+        a file name taken is a Conflict, a missing event NotFound.
+        """
+        rows, arrivals = [], []
+        boxes = [answer.box_event.box_id for answer in answers]
+        if len(set(boxes)) != len(boxes):
+            raise InvalidValue(f"event {event_id}: boxes {boxes} answer more than once")
+        for answer in answers:
+            rows.append(_box_event_row(answer.box_event))
+            where = f"event {event_id}, box {answer.box_event.box_id!r}"
+            if answer.box_event.event_id != event_id:
+                raise InvalidValue(f"{where}: the box event is of event {answer.box_event.event_id}")
+            if answer.waveform.filename != answer.box_event.data_fs_filename:
+                raise InvalidValue(
+                    f"{where}: waveform {answer.waveform.filename!r} is not the box event's "
+                    f"data_fs_filename {answer.box_event.data_fs_filename!r}"
+                )
+            check_whole_file(answer.waveform)
+            arrivals.append(_ints([answer.received_ms], f"{where}: received_ms")[0])
+        completed = (
+            None if completed_ms is None else _ints([completed_ms], f"event {event_id}: completed_ms")[0]
+        )
+        ev = schema.events
+        action = f"record {len(answers)} boxes of event {event_id}"
+        with translated(action), write_transaction(self._engine) as conn:
+            triggered, received, latencies = _boxes_for_update(conn, event_id)
+            strays = [box for box in boxes if box not in triggered]
+            if strays:
+                raise InvalidValue(
+                    f"event {event_id}: boxes {strays} are not among boxes_triggered {triggered}"
+                )
+            again = [box for box in boxes if box in received]
+            if again:
+                raise Conflict(f"event {event_id}: the data of boxes {again} was already recorded")
+            if rows:
+                conn.execute(schema.box_events.insert(), rows)
+                files.write_whole(conn, [answer.waveform for answer in answers])
+            values: dict[str, Any] = {
+                "boxes_received": [*received, *boxes],
+                "latencies_ms": [*latencies, *arrivals],
+            }
+            if completed is not None:
+                values["completed_ms"] = completed
+            conn.execute(ev.update().where(ev.c.event_id == event_id).values(**values))
 
     def complete(self, event_id: int, completed_ms: int) -> None:
         """Mark an event's acquisition finished: no more box data will be added to it."""
@@ -306,6 +357,38 @@ def _ints(values: Iterable[object], where: str) -> list[int]:
         return [operator.index(value) for value in values]  # type: ignore[arg-type]
     except TypeError as err:
         raise InvalidValue(f"{where}: {err}; integers [ms] are expected") from err
+
+
+def _box_event_row(box_event: BoxEvent) -> dict[str, Any]:
+    """The box_events row of a box event, its values checked (InvalidValue saying which is wrong)."""
+    where = f"event {box_event.event_id}, box {box_event.box_id!r}"
+    _box_ids([box_event.box_id], f"{where}: box_id")
+    _check_window(where, box_event.event_start_timestamp_ms, box_event.event_end_timestamp_ms)
+    return {
+        "event_id": box_event.event_id,
+        "box_id": box_event.box_id,
+        "event_start_timestamp_ms": box_event.event_start_timestamp_ms,
+        "event_end_timestamp_ms": box_event.event_end_timestamp_ms,
+        "window_timestamps_ms": _ints(box_event.window_timestamps_ms, f"{where}: window_timestamps_ms"),
+        "location": box_event.location,
+        "data_fs_filename": box_event.data_fs_filename,
+    }
+
+
+def _boxes_for_update(conn: Connection, event_id: int) -> tuple[list[str], list[str], list[int]]:
+    """An event's boxes_triggered, boxes_received and latencies_ms, locked; NotFound if there is none."""
+    ev = schema.events
+    # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers): two boxes
+    # answering at once must not both append to the same old lists and lose one.
+    query = (
+        select(ev.c.boxes_triggered, ev.c.boxes_received, ev.c.latencies_ms)
+        .where(ev.c.event_id == event_id)
+        .with_for_update()
+    )
+    row = conn.execute(query).first()
+    if row is None:
+        raise NotFound(f"no event {event_id}")
+    return list(row.boxes_triggered), list(row.boxes_received), list(row.latencies_ms)
 
 
 def _event_exists(conn: Connection, event_id: int) -> bool:
