@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from opq.app.offline import analyze_recording
@@ -29,8 +30,19 @@ def recording(path: Path, seconds: float = 6.0, sag: tuple[float, float, float] 
     return path
 
 
-def run(*args: str) -> dict[str, object]:
-    result = CliRunner().invoke(app, ["analyze", *args, "--json"])
+def frequency_step_recording(path: Path, step_hz: float = 0.2) -> Path:
+    """A 10-s 120 V recording at 60 Hz, at 60 + step_hz from 2 s to 7 s (inside Makai's ±0.3 Hz band)."""
+    t = np.arange(0, 10.0, 1 / RATE_HZ)
+    frequency = np.where((t >= 2.0) & (t < 7.0), 60.0 + step_hz, 60.0)
+    phase = 2 * np.pi * np.cumsum(frequency) / RATE_HZ
+    v = 120 * np.sqrt(2) * np.sin(phase) + np.random.default_rng(7).normal(0, 0.4, len(t))
+    np.savetxt(path, np.column_stack([t, v]), delimiter=",", header="t,va", comments="", fmt="%.6f")
+    return path
+
+
+def run(*args: str, config: Path | None = None) -> dict[str, object]:
+    options = [] if config is None else ["--config", str(config)]
+    result = CliRunner().invoke(app, [*options, "analyze", *args, "--json"])
     assert result.exit_code == 0, result.output
     return dict(json.loads(result.stdout))
 
@@ -95,3 +107,26 @@ def test_a_sustained_undervoltage_captured_in_pieces_is_one_sustained_incident(t
     assert voltage[0]["ieee_duration"] == "SUSTAINED"
     assert abs(voltage[0]["end_ms"] - voltage[0]["start_ms"] - 70_000) <= 17
     assert len(out["captures"]) == 1  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("settings", "swells"),
+    [
+        ("", 1),
+        ("[mauka]\nfrequency_from_measurements = false\n", 0),
+        ("[mauka.plugins.frequency_variation]\nswell_hz = 60.25\n", 0),
+        ("[mauka.plugins.frequency_variation]\nswell_hz = 60.15\n", 1),
+    ],
+    ids=["defaults", "switched-off", "limit-above-the-step", "limit-below-the-step"],
+)
+def test_the_measurements_frequency_follows_maukas_settings(
+    tmp_path: Path, settings: str, swells: int
+) -> None:
+    # A +0.2 Hz step never leaves Makai's band, so only the measurements can find it: with the
+    # frequency_variation plugin's limits and Mauka's switch, as the running service would.
+    config = tmp_path / "opq.toml"
+    config.write_text(settings)
+    out = run(str(frequency_step_recording(tmp_path / "step.csv")), config=config)
+    assert out["captures"] == []
+    found = [i for i in out["incidents"] if "FREQUENCY_SWELL" in i["classifications"]]  # type: ignore[union-attr]
+    assert len(found) == swells

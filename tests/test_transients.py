@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opq.domain import NOMINAL_VOLTAGE_V, SAMPLE_RATE_HZ, highpass_residual_v
-from opq.domain.steady_state import steady_state_v
+from opq.domain.steady_state import SteadyStateFits, best_frequency_hz, steady_state_v
 from opq.domain.transients import (
     NOISE_FLOOR_V,
     Transient,
@@ -280,6 +280,59 @@ def test_steady_state_follows_a_step_from_where_it_starts() -> None:
     steady = steady_state_v(samples, 6000, 6100, tolerance_v=3.0)
     assert steady is not None
     np.testing.assert_allclose(steady, samples[6000:6100], atol=0.05)
+
+
+def off_nominal(
+    frequency_hz: float, n: int = SAMPLE_RATE_HZ // 2, noise_v: float = 0.0
+) -> npt.NDArray[np.float64]:
+    """120 V rms at `frequency_hz` with 4 % 5th and 3 % 7th harmonics and white noise [V rms]."""
+    phase = 2 * np.pi * frequency_hz * np.arange(n) / SAMPLE_RATE_HZ + PHASE_RAD
+    samples = PEAK_V * (np.sin(phase) + 0.04 * np.sin(5 * phase + 2.0) + 0.03 * np.sin(7 * phase + 2.8))
+    return np.asarray(samples + noise_v * np.random.default_rng(3).standard_normal(n), dtype=np.float64)
+
+
+@pytest.mark.parametrize("start_hz", [60.0, 57.0, 63.0], ids=["nominal-start", "low-start", "high-start"])
+@pytest.mark.parametrize("frequency_hz", [57.4, 59.93, 60.0, 60.07, 62.6])
+def test_the_fitted_frequency_is_the_waveforms_from_any_start(frequency_hz: float, start_hz: float) -> None:
+    # Two cycles either side of a 100-sample gap, as a span's context is fitted.
+    offsets = np.r_[np.arange(-400, 0), np.arange(100, 500)]
+    samples = off_nominal(frequency_hz)
+    found_hz = best_frequency_hz(offsets, samples[offsets + 1000], start_hz=start_hz)
+    assert abs(found_hz - frequency_hz) < 1e-3
+
+
+def test_the_steady_state_of_an_off_nominal_waveform_is_fitted_across_a_gap() -> None:
+    samples = off_nominal(58.7)
+    truth = samples[3000:3100].copy()
+    samples[3000:3100] += 50.0
+    steady = steady_state_v(samples, 3000, 3100, tolerance_v=3.0)
+    assert steady is not None
+    np.testing.assert_allclose(steady, truth, atol=0.01)
+
+
+def test_fits_of_one_waveform_are_those_of_fits_made_afresh() -> None:
+    # Each search starting where the last ended must not change what it finds.
+    samples = off_nominal(59.95, noise_v=0.4)
+    envelope = np.where((np.arange(samples.size) >= 2020) & (np.arange(samples.size) < 4040), 0.5, 1.0)
+    samples *= envelope
+    fits = SteadyStateFits(samples)
+    for lo, hi in [(1000, 1080), (1990, 2060), (3000, 3150), (4000, 4100), (5000, 5050)]:
+        reused = fits.around(lo, hi, tolerance_v=3.0)
+        afresh = steady_state_v(samples, lo, hi, tolerance_v=3.0)
+        assert reused is not None and afresh is not None
+        np.testing.assert_allclose(reused, afresh, atol=0.02)
+
+
+def test_a_fit_to_noise_alone_leaves_the_next_search_where_the_voltage_was() -> None:
+    # Inside an interruption the best frequency is an accident of the noise: not one to start from.
+    samples = off_nominal(59.95, noise_v=0.4)
+    samples[2000:5000] = 0.4 * np.random.default_rng(5).standard_normal(3000)
+    fits = SteadyStateFits(samples)
+    assert fits.around(1000, 1050, tolerance_v=3.0) is not None
+    assert abs(fits.frequency_hz - 59.95) < 3e-3
+    steady = fits.around(3000, 3050, tolerance_v=3.0)
+    assert steady is not None and np.max(np.abs(steady)) < 3.0
+    assert abs(fits.frequency_hz - 59.95) < 3e-3
 
 
 def test_bad_inputs_are_refused() -> None:

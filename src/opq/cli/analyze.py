@@ -12,6 +12,7 @@ from opq.app.offline import OfflineAnalysis, analyze_recording
 from opq.box.recordings import Scale
 from opq.box.replay import RecordingSource
 from opq.cli.context import iso_time, print_json, print_table, settings_of
+from opq.mauka.frequency_incidents import stream_limits
 from opq.mauka.registry import load_plugins
 
 
@@ -32,7 +33,14 @@ def analyze(
         recording, channel=_channel(channel), sample_rate_hz=sample_rate_hz, scale=_scale(scale), start_ms=0
     )
     settings = settings_of(ctx)
-    result = analyze_recording(source, load_plugins(settings.mauka), settings=settings.makai)
+    # The measurements' frequency variations follow Mauka's settings, as the running service does.
+    result = analyze_recording(
+        source,
+        load_plugins(settings.mauka),
+        settings=settings.makai,
+        stream_limits=stream_limits(settings.mauka),
+        frequency_from_measurements=settings.mauka.frequency_from_measurements,
+    )
     if as_json:
         print_json(_document(recording, result))
         return

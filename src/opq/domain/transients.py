@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from opq.domain.constants import NOMINAL_FREQUENCY_HZ, SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE
 from opq.domain.metrics import highpass_residual_v
-from opq.domain.steady_state import steady_state_v
+from opq.domain.steady_state import SteadyStateFits
 
 IMPULSIVE_TRANSIENT: Final = "IMPULSIVE_TRANSIENT"
 OSCILLATORY_TRANSIENT: Final = "OSCILLATORY_TRANSIENT"
@@ -161,13 +161,14 @@ def transients(
     excluded = np.zeros(samples.size, dtype=bool)
     for lo, hi in spans:
         excluded[lo:hi] = True
+    fits = SteadyStateFits(samples)
     found = []
     reached = 0
     for start, end in spans:
         lo = max(start, reached)  # a span grown over the next candidate already holds its start
         if lo >= end:
             continue
-        deviation, hi = _deviation(samples, residual, lo, end, excluded, threshold_v)
+        deviation, hi = _deviation(fits, residual, lo, end, excluded, threshold_v)
         reached = hi
         transient = _characterise(samples[lo:hi], deviation, lo, threshold_v)
         if transient is not None:
@@ -176,7 +177,7 @@ def transients(
 
 
 def _deviation(
-    samples: npt.NDArray[np.float64],
+    fits: SteadyStateFits,
     residual: npt.NDArray[np.float64],
     lo: int,
     hi: int,
@@ -188,8 +189,9 @@ def _deviation(
     Ringing below ~500 Hz hardly shows in the residual, so the span grows while its tail still
     deviates, up to IEEE 1159's longest oscillatory transient (50 ms, 1.2.1).
     """
+    samples = fits.samples_v
     while True:
-        steady = steady_state_v(samples, lo, hi, excluded=excluded, tolerance_v=threshold_v)
+        steady = fits.around(lo, hi, excluded=excluded, tolerance_v=threshold_v)
         if steady is None:
             return residual[lo:hi], hi
         deviation = samples[lo:hi] - steady

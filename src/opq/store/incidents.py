@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import builtins
-import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Select, func, select
 
 from opq.errors import Conflict, InvalidValue, NotFound
 from opq.store import schema
-from opq.store.classifications import Classification, IeeeDuration, MeasurementType
+from opq.store.classifications import Classification, MeasurementType
 from opq.store.engine import translated, write_transaction
 from opq.store.events import check_limit, keyset_before
 from opq.store.files import Files, WholeFile, check_whole_file
+from opq.store.incident_rows import annotation_row, incident_rows, json_plain, vocabulary_member
 from opq.store.models import Annotation, Incident
 
 
@@ -54,7 +53,7 @@ class Incidents:
 
     def add(self, incident: Incident) -> None:
         """Store a new incident; its id comes from `allocate_ids(engine, "incident")`."""
-        rows = self._rows([incident])
+        rows = incident_rows([incident], self._lifetime_ms)
         with translated(f"add incident {incident.incident_id}"), write_transaction(self._engine) as conn:
             _insert(conn, *rows)
 
@@ -66,7 +65,7 @@ class Incidents:
         there is no incident with its id.
         """
         iid = incident.incident_id
-        rows = self._rows([incident])
+        rows = incident_rows([incident], self._lifetime_ms)
         with translated(f"replace incident {iid}"), write_transaction(self._engine) as conn:
             if not _incident_exists(conn, iid):
                 raise NotFound(f"no incident {iid}")
@@ -75,7 +74,7 @@ class Incidents:
 
     def check(self, incident: Incident) -> None:
         """InvalidValue, saying what is wrong, if `add` would refuse the incident for its values."""
-        self._rows([incident])
+        incident_rows([incident], self._lifetime_ms)
 
     def add_batch(self, batch: IncidentBatch, files: Files) -> None:
         """Store new incidents, their waveform files (through `files`) and the lifetimes they extend,
@@ -84,7 +83,7 @@ class Incidents:
         Every value is checked before anything is written (InvalidValue); an id or file name already
         taken is a Conflict, an event to keep that does not exist NotFound.
         """
-        rows = self._rows(batch.incidents)
+        rows = incident_rows(batch.incidents, self._lifetime_ms)
         for file in batch.files:
             check_whole_file(file)
         ids = [i.incident_id for i in batch.incidents]
@@ -110,27 +109,6 @@ class Incidents:
                 if expire_at is not None:
                     update = update.where(ev.c.expire_at < expire_at)
                 conn.execute(update.values(expire_at=expire_at))
-
-    def _rows(
-        self, incidents: Sequence[Incident]
-    ) -> tuple[builtins.list[dict[str, Any]], builtins.list[dict[str, Any]], builtins.list[dict[str, Any]]]:
-        """The incident, classification and annotation rows of incidents; InvalidValue if one is bad."""
-        rows, classification_rows, annotation_rows = [], [], []
-        for incident in incidents:
-            iid = incident.incident_id
-            row = _incident_row(incident)
-            row["expire_at"] = (
-                None if self._lifetime_ms is None else incident.end_timestamp_ms + self._lifetime_ms
-            )
-            rows.append(row)
-            where = f"incident {iid}: classification"
-            # A classification listed twice is still one fact about the incident.
-            classification_rows += [
-                {"incident_id": iid, "classification": c}
-                for c in sorted({_member(Classification, c, where) for c in incident.classifications})
-            ]
-            annotation_rows += [_annotation_row(iid, a) for a in incident.annotations]
-        return rows, classification_rows, annotation_rows
 
     def get(self, incident_id: int) -> Incident:
         """The incident with this id; NotFound if there is none."""
@@ -169,9 +147,9 @@ class Incidents:
             query = query.where(start <= end_ms)
         # A misspelt vocabulary word would silently match nothing: refuse it instead.
         if measurement_type is not None:
-            measurement_type = _member(MeasurementType, measurement_type, "measurement_type")
+            measurement_type = vocabulary_member(MeasurementType, measurement_type, "measurement_type")
         if classification is not None:
-            classification = _member(Classification, classification, "classification")
+            classification = vocabulary_member(Classification, classification, "classification")
         for column, value in (
             (inc.c.box_id, box_id),
             (inc.c.location, location),
@@ -203,7 +181,7 @@ class Incidents:
 
     def annotate(self, incident_id: int, annotation: Annotation) -> None:
         """Add a person's note to an incident."""
-        row = _annotation_row(incident_id, annotation)
+        row = annotation_row(incident_id, annotation)
         with translated(f"annotate incident {incident_id}"), write_transaction(self._engine) as conn:
             if not _incident_exists(conn, incident_id):
                 raise NotFound(f"no incident {incident_id}")
@@ -228,7 +206,7 @@ class Incidents:
             if end_ms < row.start_timestamp_ms:
                 raise InvalidValue(f"{where}: end {end_ms} ms is before its start {row.start_timestamp_ms}")
             if metadata:
-                update["metadata"] = {**row.metadata, **_plain(metadata, f"{where}: metadata")}
+                update["metadata"] = {**row.metadata, **json_plain(metadata, f"{where}: metadata")}
             conn.execute(inc.update().where(inc.c.incident_id == incident_id).values(update))
 
     def delete_for_event(
@@ -301,94 +279,6 @@ def _delete(conn: Connection, ids: Sequence[int]) -> None:
     conn.execute(f.delete().where(f.c.incident_id.in_(ids)))
     for table in (schema.incident_classifications, schema.incident_annotations, inc):
         conn.execute(table.delete().where(table.c.incident_id.in_(ids)))
-
-
-def _incident_row(incident: Incident) -> dict[str, Any]:
-    where = f"incident {incident.incident_id}"
-    if not (isinstance(incident.box_id, str) and incident.box_id):
-        raise InvalidValue(f"{where}: box_id {incident.box_id!r} must be a non-empty string")
-    if incident.start_timestamp_ms > incident.end_timestamp_ms:
-        raise InvalidValue(
-            f"{where}: start {incident.start_timestamp_ms} ms is after end {incident.end_timestamp_ms} ms"
-        )
-    deviation = incident.deviation_from_nominal
-    if deviation is not None:
-        if not (isinstance(deviation, int | float) and math.isfinite(deviation)):
-            raise InvalidValue(f"{where}: deviation_from_nominal {deviation!r} must be a finite number")
-        deviation = float(deviation)
-    if not isinstance(incident.metadata, dict):
-        raise InvalidValue(f"{where}: metadata must be a dict, not {type(incident.metadata)}")
-    if not all(isinstance(m, dict) for m in incident.measurements):
-        raise InvalidValue(f"{where}: measurements must be dicts")
-    ieee_duration = incident.ieee_duration
-    return {
-        "incident_id": incident.incident_id,
-        "event_id": incident.event_id,
-        "box_id": incident.box_id,
-        "start_timestamp_ms": incident.start_timestamp_ms,
-        "end_timestamp_ms": incident.end_timestamp_ms,
-        "location": incident.location,
-        "measurement_type": _member(MeasurementType, incident.measurement_type, f"{where}: measurement_type"),
-        "deviation_from_nominal": deviation,
-        "measurements": _plain(list(incident.measurements), f"{where}: measurements"),
-        "gridfs_filename": incident.gridfs_filename,
-        "ieee_duration": None
-        if ieee_duration is None
-        else _member(IeeeDuration, ieee_duration, f"{where}: ieee_duration"),
-        "metadata": _plain(incident.metadata, f"{where}: metadata"),
-    }
-
-
-def _member(vocabulary: type[StrEnum], value: object, where: str) -> str:
-    allowed = {member.value for member in vocabulary}
-    if value not in allowed:
-        raise InvalidValue(f"{where} {value!r} is not one of {', '.join(sorted(allowed))}")
-    return str(vocabulary(value).value)
-
-
-def _plain(value: object, where: str) -> Any:
-    """A copy of `value` made of JSON's own types only, so it reads back equal to what was given.
-
-    Subclasses of Python's types (numpy.float64, a StrEnum member) become the plain type; anything
-    else (numpy.float32, numpy.int64, arrays, datetimes) and NaN or infinity are refused.
-    """
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidValue(f"{where} is {value}: JSON holds only finite numbers")
-        return float(value)
-    if isinstance(value, list | tuple):
-        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, dict):
-        plain = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidValue(f"{where} has the key {key!r}: JSON keys are strings")
-            plain[str(key)] = _plain(item, f"{where}[{key!r}]")
-        return plain
-    raise InvalidValue(
-        f"{where} is a {type(value).__module__}.{type(value).__qualname__} ({value!r}), "
-        "not a JSON value: convert it with float(), int(), str() or .tolist() first"
-    )
-
-
-def _annotation_row(incident_id: int, annotation: Annotation) -> dict[str, Any]:
-    where = f"incident {incident_id}: annotation"
-    if not (isinstance(annotation.text, str) and annotation.text.strip()):
-        raise InvalidValue(f"{where} by {annotation.username!r} has no text")
-    if not (isinstance(annotation.username, str) and annotation.username.strip()):
-        raise InvalidValue(f"{where} {annotation.text!r} names no user")
-    return {
-        "incident_id": incident_id,
-        "username": annotation.username,
-        "text": annotation.text,
-        "timestamp_ms": annotation.timestamp_ms,
-    }
 
 
 def _incident_exists(conn: Connection, incident_id: int) -> bool:
