@@ -8,6 +8,7 @@ time per box-second of signal, the median of repeats, for each path a box's metr
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from opq.box.disturbances import SupplyModel
-from opq.box.fleet_metrics import BoxRates, FastMeter
-from opq.box.measuring import MeasurementBuilder
+from opq.box.fleet_metrics import BoxRates, FastMeter, retain_freed_memory
+from opq.box.measuring import MeasurementBuilder, MeasurementCohort
 from opq.box.scenario import Scenario, scenario_from_dict
 from opq.box.simulator import DEFAULT_CALIBRATION, Simulator, Variations
 from opq.box.source import SourceCycle
@@ -29,6 +30,7 @@ from opq.domain import (
     thd_per_window,
     waveform_metrics,
 )
+from opq.domain.fleet_span_metrics import fleet_span_metrics
 
 NOMINAL_V: Final = 120.0
 RMS_WINDOW_CYCLES: Final = 12  # IEC 61000-4-30's 10/12-cycle magnitude interval at 60 Hz
@@ -44,6 +46,8 @@ CLEAN_SUPPLY: Final[dict[str, Any]] = {
     "harmonics": [{"order": 3, "percent": 0.8}, {"order": 5, "percent": 1.2}],
 }
 """Like `scenarios/clean.toml`: the supply of the CPU figures and of the fleet."""
+COHORT_BOXES: Final = 100
+"""Boxes measured together in the batched figures: a fleet shard's full-signal boxes."""
 BLOCK_CYCLES: Final = 60
 """Cycles per `MeasurementBuilder.add_cycles` call in the block path: one second, as a replay or a
 simulated fleet hands its boxes their cycles."""
@@ -79,6 +83,8 @@ class AccuracyFigures:
     """10-cycle frequency, 57–63 Hz, 0.5 V noise, harmonics [mHz]."""
     thd: ErrorFigures
     """12-cycle THD of 1–20 %, 59.5–60.5 Hz [percentage points]."""
+    thd_batched: ErrorFigures
+    """The same windows through the batched path of a fleet (`fleet_span_metrics`, float32 FFT)."""
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,15 @@ class CpuFigures:
     """Simulator.counts: samples of a box, as full-signal mode and GetData pay."""
     fast_path_us: float
     """FastMeter.measure for 1,000 boxes: metrics from the model, summaries and encoding."""
+    cohort_tick_10_us: float
+    """MeasurementCohort.add_cycles, COHORT_BOXES boxes at once in 10-cycle ticks (the fleet's
+    full-signal mode, `SignalMeter`, at its default tick), 10 cycles per measurement."""
+    cohort_tick_60_us: float
+    """The same in 60-cycle ticks (a one-second block per call), 10 cycles per measurement."""
     box_seconds: int
     repeats: int
+    load_average_1min: float
+    """At the start of the CPU figures."""
 
 
 # --- accuracy -----------------------------------------------------------------------------------
@@ -161,10 +174,14 @@ def accuracy_of_metrics(seconds: int = 10) -> AccuracyFigures:
         frequency_per_window(_seen_v(wander, cycles), 10) - truth
     )
     thd: dict[str, npt.NDArray[np.float64]] = {}
+    thd_batched: dict[str, npt.NDArray[np.float64]] = {}
+    thd_windows = [(first, first + 12) for first in range(0, cycles, 12)]
     for case, (percent, f) in enumerate((p, f) for p in (1, 2, 5, 8, 12, 16, 20) for f in (59.5, 60.0, 60.5)):
         harmonics = [(order, share * percent / 8) for order, share in _THD_PATTERN]
-        measured = thd_per_window(_seen_v(_supply(f, NOMINAL_V, 0.2, harmonics, 50 + case), cycles), 12)
-        thd[f"{percent} % at {f:g} Hz"] = np.abs(100 * measured - percent)
+        seen_v = _seen_v(_supply(f, NOMINAL_V, 0.2, harmonics, 50 + case), cycles)
+        thd[f"{percent} % at {f:g} Hz"] = np.abs(100 * thd_per_window(seen_v, 12) - percent)
+        batched = fleet_span_metrics(seen_v[np.newaxis], [], thd_windows).thd_ratio[0]
+        thd_batched[f"{percent} % at {f:g} Hz"] = np.abs(100 * batched - percent)
     return AccuracyFigures(
         rms_near_nominal=_figures("% of 120 V", 0.1, rms_near),
         rms_off_nominal=_figures("% of 120 V", 0.1, rms_off["window"]),
@@ -173,6 +190,7 @@ def accuracy_of_metrics(seconds: int = 10) -> AccuracyFigures:
         rms_blocks_off_nominal=_figures("% of 120 V", 0.1, rms_off["blocks"]),
         frequency=_figures("mHz", 10.0, frequency),
         thd=_figures("percentage points", 0.1, thd),
+        thd_batched=_figures("percentage points", 0.1, thd_batched),
     )
 
 
@@ -252,7 +270,8 @@ def cpu_of_metrics(repeats: int = 5, box_seconds: int = 60) -> CpuFigures:
         for cycle in range(0, 60 * fast_seconds, 10):
             meter.measure(cycle, 10)
 
-    return CpuFigures(
+    load_average_1min = round(os.getloadavg()[0], 2)
+    figures = dict(
         builder_rate_10_us=_median_cpu_us(build(10), box_seconds, repeats),
         builder_rate_60_us=_median_cpu_us(build(60), box_seconds, repeats),
         builder_blocks_rate_10_us=_median_cpu_us(build_blocks(10), box_seconds, repeats),
@@ -260,6 +279,36 @@ def cpu_of_metrics(repeats: int = 5, box_seconds: int = 60) -> CpuFigures:
         domain_batched_us=_median_cpu_us(lambda: waveform_metrics(blocks_v), box_seconds, repeats),
         synthesis_us=_median_cpu_us(lambda: simulator.counts(0, cycles * 200), box_seconds, repeats),
         fast_path_us=_median_cpu_us(fast, len(ids) * fast_seconds, max(1, repeats // 2)),
+    )
+    # Last: the allocator setting `SignalMeter` makes for its process stays for the rest of this one.
+    retain_freed_memory()
+    return CpuFigures(
+        **figures,
+        cohort_tick_10_us=_cohort_cpu_us(simulator, 10, min(box_seconds, 10), repeats),
+        cohort_tick_60_us=_cohort_cpu_us(simulator, 60, min(box_seconds, 10), repeats),
         box_seconds=box_seconds,
         repeats=repeats,
+        load_average_1min=load_average_1min,
     )
+
+
+def _cohort_cpu_us(simulator: Simulator, tick_cycles: int, seconds: int, repeats: int) -> float:
+    """CPU per box-second of COHORT_BOXES boxes measured together, `tick_cycles` cycles a call."""
+    cycles = 60 * seconds
+    # Each box its own signal (seeds of the fleet's boxes), so no two rows are alike.
+    counts = np.stack(
+        [
+            Simulator(simulator.model, box_seed=1000 + box, start_ms=0).counts(0, cycles * 200)
+            for box in range(COHORT_BOXES)
+        ]
+    ).reshape(COHORT_BOXES, cycles, 200)
+    timestamps_ms = [simulator.timestamp_ms_of_cycle(i) for i in range(cycles)]
+
+    def run() -> None:
+        cohort = MeasurementCohort([DEFAULT_CALIBRATION] * COHORT_BOXES, 10)
+        for first in range(0, cycles, tick_cycles):
+            cohort.add_cycles(
+                timestamps_ms[first : first + tick_cycles], counts[:, first : first + tick_cycles]
+            )
+
+    return _median_cpu_us(run, COHORT_BOXES * seconds, repeats)

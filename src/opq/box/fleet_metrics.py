@@ -10,12 +10,14 @@ outage and a fresh start after it.
   (a cohort: same supply model, rate and phase) come from `fleet_cycle_metrics` in one call and
   are summarized with array operations, and `fleet_encoding.encode_batch` writes the protobuf
   bytes of a whole batch at once.
-* `SignalMeter` synthesizes each box's ADC counts and runs them through its `MeasurementBuilder`
-  (opq.domain), exactly what a real box does: for fidelity, and small fleets.
+* `SignalMeter` synthesizes each box's ADC counts and measures them as each box's
+  `MeasurementBuilder` would (opq.domain), the boxes in step together (`MeasurementCohort`):
+  for fidelity, and small fleets.
 """
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,16 +29,22 @@ import numpy.typing as npt
 from opq.box.commands import RateControl
 from opq.box.disturbances import FloatArray, SupplyModel
 from opq.box.fleet_encoding import METRICS, IntArray, MeasurementBatch, encode_batch, measurement_prefix
-from opq.box.measuring import MeasurementBuilder, check_rate
+from opq.box.measuring import MeasurementCohort, check_rate
 from opq.box.ringbuffer import CYCLE_DURATION_MS
 from opq.box.simulator import Simulator, Variations, fleet_cycle_metrics
 from opq.domain import FREQUENCY_WINDOW_CYCLES, SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE, THD_WINDOW_CYCLES
-from opq.protocol import BoxMeasurement, encode_measurement
+from opq.domain.measurement_windows import (
+    Span,
+    advance_spans,
+    row_summaries,
+    span_reach,
+    window_values,
+    windows,
+)
+from opq.protocol import BoxMeasurement
 
 MAX_CYCLE_VALUES: Final = 250_000
 """Most box-cycles of metrics computed at once: 8 MB a metric, tens of MB with the intermediates."""
-Span = tuple[int, int, int]
-"""A measurement as (first cycle, stop cycle, first cycle of its segment), cycles counted from sample 0."""
 
 
 @dataclass(frozen=True)
@@ -54,100 +62,6 @@ class Meter(Protocol):
     def measure(self, first_cycle: int, count: int) -> list[EncodedBatch]: ...
 
     def rate_control(self, box: int) -> RateControl: ...
-
-
-# --- spans and windows --------------------------------------------------------------------------
-
-
-def advance_spans(
-    rate: int, start: int | None, origin: int, first_cycle: int, count: int, silent: npt.NDArray[np.bool_]
-) -> tuple[list[Span], int | None, int]:
-    """The measurements that cycles [first_cycle, first_cycle + count) complete, and the new state.
-
-    `start` is the first cycle of the measurement in progress (None while the box is off) and
-    `origin` the first cycle since the box was last off. As `MeasurementBuilder` does, a
-    measurement ends once it has `rate` cycles (a lowered rate ends the one in progress at the next
-    cycle), an outage ends it early, and the first cycle after an outage starts afresh. The
-    measurement that the block's last cycle completes ends with the block, not a cycle later: the
-    model needs no cycle after it.
-    """
-    spans: list[Span] = []
-    for row in range(count):
-        cycle = first_cycle + row
-        if silent[row]:
-            if start is not None and cycle > start:
-                spans.append((start, cycle, origin))
-            start = None
-        elif start is None:
-            start = origin = cycle
-        elif cycle - start >= rate:
-            spans.append((start, cycle, origin))
-            start = cycle
-    stop = first_cycle + count
-    if start is not None and stop - start >= rate:
-        spans.append((start, stop, origin))
-        start = stop
-    return spans, start, origin
-
-
-def windows(first: int, stop: int, origin: int, window: int) -> list[tuple[int, int]]:
-    """Back-to-back windows of `window` cycles ending at `stop` and covering [first, stop).
-
-    One cut by `origin` (the box's start after an outage) is kept if it still has half its
-    cycles, as `MeasurementBuilder` does.
-    """
-    count = -(-(stop - first) // window)
-    spans = [
-        (max(origin, stop - (count - j) * window), stop - (count - j - 1) * window) for j in range(count)
-    ]
-    return [(a, b) for a, b in spans if 2 * (b - a) >= window]
-
-
-def _reach(span: Span) -> int:
-    """The first cycle whose metrics a measurement needs (its earliest window may reach back)."""
-    first, stop, origin = span
-    reach = [
-        w[0][0]
-        for size in (FREQUENCY_WINDOW_CYCLES, THD_WINDOW_CYCLES)
-        if (w := windows(first, stop, origin, size))
-    ]
-    return min([first, *reach])
-
-
-def _nanmean(values: FloatArray, axis: int) -> FloatArray:
-    valid = ~np.isnan(values)
-    total = np.where(valid, values, 0.0).sum(axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(total / valid.sum(axis=axis), dtype=np.float64)
-
-
-def _window_values(
-    per_cycle: FloatArray, lo: int, spans: list[tuple[int, int]], *, quadratic: bool
-) -> FloatArray:
-    """One value per window from per-cycle values (boxes, cycles from `lo`): their mean, or RMS mean."""
-    values = per_cycle * per_cycle if quadratic else per_cycle
-    parts = []
-    full = list(spans)
-    if full and full[0][1] - full[0][0] != full[-1][1] - full[-1][0]:
-        a, b = full.pop(0)
-        parts.append(_nanmean(values[:, a - lo : b - lo], axis=1)[:, np.newaxis])
-    if full:
-        size = full[0][1] - full[0][0]
-        block = values[:, full[0][0] - lo : full[-1][1] - lo]
-        parts.append(_nanmean(block.reshape(len(values), len(full), size), axis=2))
-    if not parts:
-        return np.full((len(values), 0), np.nan)
-    joined = np.concatenate(parts, axis=1)
-    return np.sqrt(joined) if quadratic else joined
-
-
-def _summary(values: FloatArray) -> FloatArray:
-    """(boxes, 3): min, max and average of each row, ignoring NaN; NaN where a row has no number."""
-    if values.shape[1] == 0:
-        return np.full((len(values), 3), np.nan)
-    return np.stack(
-        [np.fmin.reduce(values, axis=1), np.fmax.reduce(values, axis=1), _nanmean(values, 1)], axis=1
-    )
 
 
 # --- the fast path ------------------------------------------------------------------------------
@@ -278,7 +192,7 @@ class FastMeter:
         return batches
 
     def _summaries(self, cohort: _Cohort, spans: list[Span]) -> list[MeasurementBatch]:
-        lo = min(_reach(span) for span in spans)
+        lo = min(span_reach(span) for span in spans)
         hi = spans[-1][1]
         # A few boxes at a time when measurements are long (a minute at 3,600 cycles), so that the
         # per-cycle arrays stay a few MB.
@@ -302,12 +216,12 @@ class FastMeter:
         every = []
         for first, stop, origin in spans:
             stats = np.empty((len(metrics.rms_v), len(METRICS), 3))
-            stats[:, 0] = _summary(metrics.rms_v[:, first - lo : stop - lo])
+            stats[:, 0] = row_summaries(metrics.rms_v[:, first - lo : stop - lo])
             f_windows = windows(first, stop, origin, FREQUENCY_WINDOW_CYCLES)
-            stats[:, 1] = _summary(_window_values(metrics.frequency_hz, lo, f_windows, quadratic=False))
+            stats[:, 1] = row_summaries(window_values(metrics.frequency_hz, lo, f_windows, quadratic=False))
             thd_windows = windows(first, stop, origin, THD_WINDOW_CYCLES)
-            stats[:, 2] = _summary(_window_values(metrics.thd_ratio, lo, thd_windows, quadratic=True))
-            stats[:, 3] = _summary(metrics.transient_v[:, first - lo : stop - lo])
+            stats[:, 2] = row_summaries(window_values(metrics.thd_ratio, lo, thd_windows, quadratic=True))
+            stats[:, 3] = row_summaries(metrics.transient_v[:, first - lo : stop - lo])
             every.append(stats)
         return every
 
@@ -360,37 +274,143 @@ class FastMeter:
 # --- the full signal ----------------------------------------------------------------------------
 
 
+def retain_freed_memory() -> bool:
+    """Have glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
+
+    The full signal of a fleet is measured in arrays of a few MB, allocated and freed tens of times
+    a tick. By default glibc returns such blocks to the kernel (mmap above a threshold, trimming
+    of the heap's top), and every fresh page then costs a fault: measured, that made the batched
+    metrics twice as slow, `filters.interpolate` six times. With both thresholds raised the
+    process keeps its peak heap (tens of MB) and reuses it. True if set; no-op (False) off glibc.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols, libc's among them
+    except (OSError, AttributeError):
+        return False
+    # M_MMAP_THRESHOLD (its largest, 32 MB on 64-bit) and M_TRIM_THRESHOLD, from <malloc.h>.
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+
+
+_M_TRIM_THRESHOLD: Final = -1
+_M_MMAP_THRESHOLD: Final = -3
+
+
 class SignalMeter:
-    """The full signal: each box's ADC counts through its own `MeasurementBuilder` (opq.domain)."""
+    """The full signal: each box's ADC counts through the domain's metrics, as its `MeasurementBuilder` would.
+
+    Boxes that measure in step (the same rate, the same cycles heard) form a `MeasurementCohort`,
+    so every measurement of every box a tick completes comes from one set of numpy calls; a rate
+    change or an outage that only some boxes see splits a cohort, and cohorts that come back into
+    step are joined.
+    """
 
     def __init__(
         self, simulators: Sequence[Simulator], box_ids: Sequence[str], cycles_per_measurement: int
     ) -> None:
+        retain_freed_memory()
         self._simulators = list(simulators)
-        self.builders = [
-            MeasurementBuilder(box_id, simulator.calibration_constant, cycles_per_measurement)
-            for box_id, simulator in zip(box_ids, simulators, strict=True)
-        ]
+        self._box_ids = list(box_ids)
+        self._prefixes = [measurement_prefix(box_id) for box_id in box_ids]
+        self.rates = BoxRates(len(self._simulators), cycles_per_measurement)
+        self._seen_version = self.rates.version
+        constants = [simulator.calibration_constant for simulator in self._simulators]
+        everyone = np.arange(len(self._simulators))
+        self._cohorts = (
+            [(everyone, MeasurementCohort(constants, cycles_per_measurement))] if constants else []
+        )
 
     def rate_control(self, box: int) -> RateControl:
-        """What `CommandHandler` changes for a box: its builder."""
-        return self.builders[box]
+        """What `CommandHandler` changes for a box."""
+        return self.rates.control(box)
+
+    def cohorts(self) -> list[list[int]]:
+        """The boxes measured together, group by group (boxes in step share one computation)."""
+        return [boxes.tolist() for boxes, _ in self._cohorts]
 
     def measure(self, first_cycle: int, count: int) -> list[EncodedBatch]:
         """The encoded measurements that cycles [first_cycle, first_cycle + count) complete."""
         return [
-            EncodedBatch([box], measurement.timestamp_ms, [encode_measurement(measurement)])
-            for box, measurement in self.measure_boxes(first_cycle, count)
+            EncodedBatch(
+                batch.boxes.tolist(), batch.timestamp_ms, encode_batch(batch, self._prefixes, self._box_ids)
+            )
+            for batch in self.measure_batches(first_cycle, count)
         ]
 
     def measure_boxes(self, first_cycle: int, count: int) -> list[tuple[int, BoxMeasurement]]:
-        """(box, measurement) for each measurement the cycles complete, box by box."""
-        done = []
-        for box, (simulator, builder) in enumerate(zip(self._simulators, self.builders, strict=True)):
-            counts = simulator.counts(first_cycle * SAMPLES_PER_CYCLE, count * SAMPLES_PER_CYCLE)
-            heard = np.flatnonzero(~simulator.silent_cycles(first_cycle, count)).tolist()
-            timestamps_ms = [simulator.timestamp_ms_of_cycle(first_cycle + row) for row in heard]
-            rows = counts.reshape(count, SAMPLES_PER_CYCLE)[heard]
-            # One pass over the block per box: the measurements `add` would give cycle by cycle.
-            done += [(box, measurement) for measurement in builder.add_cycles(timestamps_ms, rows)]
-        return done
+        """(box, measurement) for each measurement the cycles complete."""
+        return [
+            (box, measurement)
+            for batch in self.measure_batches(first_cycle, count)
+            for box, measurement in zip(batch.boxes.tolist(), batch.measurements(self._box_ids), strict=True)
+        ]
+
+    def measure_batches(self, first_cycle: int, count: int) -> list[MeasurementBatch]:
+        """The measurements that cycles [first_cycle, first_cycle + count) complete, cohort by cohort."""
+        if self.rates.version != self._seen_version:
+            self._regroup()
+        start, n_samples = first_cycle * SAMPLES_PER_CYCLE, count * SAMPLES_PER_CYCLE
+        counts = np.empty((len(self._simulators), count, SAMPLES_PER_CYCLE), dtype=np.int16)
+        for box, simulator in enumerate(self._simulators):
+            counts[box] = simulator.counts(start, n_samples).reshape(count, SAMPLES_PER_CYCLE)
+        heard = self._heard(first_cycle, count)
+        batches, cohorts = [], []
+        for boxes, cohort in self._cohorts:
+            # Boxes that heard different cycles (an outage some of them see) part here.
+            parts = [(boxes, cohort)]
+            if not (heard[boxes] == heard[boxes[0]]).all():
+                _, which = np.unique(heard[boxes], axis=0, return_inverse=True)
+                which = which.ravel()
+                parts = [
+                    (boxes[rows], cohort.subset(rows))
+                    for k in np.unique(which)
+                    if len(rows := np.flatnonzero(which == k))
+                ]
+            for part_boxes, part in parts:
+                cycles = np.flatnonzero(heard[part_boxes[0], :count])
+                simulator = self._simulators[part_boxes[0]]
+                timestamps_ms = [simulator.timestamp_ms_of_cycle(first_cycle + int(row)) for row in cycles]
+                rows_of_boxes = counts[part_boxes] if len(cycles) == count else counts[part_boxes][:, cycles]
+                for done in part.add_cycles(timestamps_ms, rows_of_boxes):
+                    batches.append(MeasurementBatch(part_boxes, done.timestamp_ms, done.stats))
+                cohorts.append((part_boxes, part))
+        self._cohorts = _joined(cohorts)
+        return batches
+
+    def _heard(self, first_cycle: int, count: int) -> IntArray:
+        """(boxes, cycles + 1): whether each box is on in each cycle, then its start time [ms]."""
+        per_model: dict[tuple[int, int], npt.NDArray[np.int64]] = {}
+        heard = np.empty((len(self._simulators), count + 1), dtype=np.int64)
+        for box, simulator in enumerate(self._simulators):
+            key = (id(simulator.model), simulator.start_ms)  # boxes started apart stamp cycles apart
+            if key not in per_model:
+                per_model[key] = np.append(~simulator.silent_cycles(first_cycle, count), simulator.start_ms)
+            heard[box] = per_model[key]
+        return heard
+
+    def _regroup(self) -> None:
+        """Move the boxes whose rate was changed into cohorts of their new rate."""
+        self._seen_version, snapshot = self.rates.snapshot()
+        regrouped = []
+        for boxes, cohort in self._cohorts:
+            rates = snapshot[boxes]
+            for rate in np.unique(rates):
+                rows = np.flatnonzero(rates == rate)
+                same = len(rows) == len(boxes) and rate == cohort.cycles_per_measurement
+                regrouped.append((boxes, cohort) if same else (boxes[rows], cohort.subset(rows, int(rate))))
+        self._cohorts = _joined(regrouped)
+
+
+def _joined(cohorts: list[tuple[IntArray, MeasurementCohort]]) -> list[tuple[IntArray, MeasurementCohort]]:
+    """Cohorts in the same state joined into one (boxes that came back into step)."""
+    by_state: dict[tuple[int, ...], list[tuple[IntArray, MeasurementCohort]]] = {}
+    for boxes, cohort in cohorts:
+        by_state.setdefault(cohort.state(), []).append((boxes, cohort))
+    if len(by_state) == len(cohorts):
+        return cohorts
+    joined = []
+    for group in by_state.values():
+        boxes, cohort = group[0]
+        for more_boxes, more in group[1:]:
+            boxes, cohort = np.concatenate([boxes, more_boxes]), cohort.join(more)
+        joined.append((boxes, cohort))
+    return joined

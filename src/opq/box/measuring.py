@@ -1,19 +1,20 @@
-"""On-box measurements: every N cycles, min/max/average of rms, f, thd and trans as OPQ Box v3 sends them."""
+"""On-box measurements: every N cycles, min/max/average of rms, f, thd and trans; one box or many in step."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from opq.box.ringbuffer import CYCLE_DURATION_MS, TimedCounts
 from opq.domain import FREQUENCY_WINDOW_CYCLES, SAMPLES_PER_CYCLE, THD_WINDOW_CYCLES
+from opq.domain.fleet_span_metrics import fleet_span_metrics, group_summaries
+from opq.domain.measurement_windows import group_starts, period_windows, summaries_of_groups, windows
 from opq.domain.span_metrics import span_metrics
 from opq.protocol import BoxMeasurement, MetricStats
 
@@ -29,6 +30,7 @@ GAP_TOLERANCE_MS: Final = 1.5 * CYCLE_DURATION_MS
 
 _METRIC_NAMES: Final[tuple[str, ...]] = ("rms", "f", "thd", "trans")  # in the order OPQ sends them
 _INITIAL_CAPACITY_CYCLES: Final = 256
+_COHORT_CAPACITY_CYCLES: Final = 32  # in volts, 8 bytes a sample; grows to what rate and blocks need
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,170 @@ class _Span:
     end_ms: int
 
 
-class MeasurementBuilder:
+_Result = TypeVar("_Result")
+
+
+class _MeasurementStream(Generic[_Result]):
+    """What a box does with its cycles, for one box or many in step: the history, gaps, rate, spans.
+
+    The cycle history has a leading shape (none for one box, (boxes,) for a cohort); subclasses
+    compute the measurements of a list of spans (`_compute`).
+    """
+
+    def __init__(
+        self,
+        boxes_shape: tuple[int, ...],
+        cycles_per_measurement: int,
+        frequency_window_cycles: int,
+        thd_window_cycles: int,
+        *,
+        history_dtype: type[np.int16] | type[np.float64] = np.int16,
+        capacity_cycles: int = _INITIAL_CAPACITY_CYCLES,
+    ) -> None:
+        self._frequency_window = frequency_window_cycles
+        self._thd_window = thd_window_cycles
+        self._rate_lock = threading.Lock()
+        self._rate = check_rate(cycles_per_measurement)
+        self._history: npt.NDArray[Any] = np.empty(
+            (*boxes_shape, capacity_cycles, SAMPLES_PER_CYCLE), dtype=history_dtype
+        )
+        self._n = 0  # cycles of history in self._history[..., :n, :], oldest first
+        self._last_ms = 0  # timestamp of the newest cycle
+        self._pending = 0  # cycles at the end of the history that belong to the measurement in progress
+        self._segment_start_ms = 0  # start of the first cycle since the last gap
+        self._segment_cycles = 0  # cycles taken since the last gap
+
+    @property
+    def cycles_per_measurement(self) -> int:
+        """Cycles per measurement now [cycles]."""
+        return self._rate
+
+    def set_rate(self, cycles: int) -> int:
+        """Set the cycles per measurement (safe from another thread); returns the previous value.
+
+        It applies to the measurement in progress: one that already has `cycles` ends with the next cycle.
+        """
+        check_rate(cycles)
+        with self._rate_lock:
+            old, self._rate = self._rate, cycles
+        return old
+
+    def _add_rows(self, stamps: list[int], rows: npt.NDArray[np.int16]) -> list[_Result]:
+        """Cycles (rows[..., cycle, sample]) with their timestamps: the measurements they complete."""
+        if len(stamps) != rows.shape[-2]:
+            raise ValueError(f"{len(stamps)} timestamps for {rows.shape[-2]} cycles of counts")
+        done: list[_Result] = []
+        start = 0
+        while start < len(stamps):
+            if self._n and not 0 < stamps[start] - self._last_ms <= GAP_TOLERANCE_MS:
+                flushed = self.flush()
+                done += [flushed] if flushed is not None else []
+                self._n = 0
+            stop = start + 1
+            while stop < len(stamps) and 0 < stamps[stop] - stamps[stop - 1] <= GAP_TOLERANCE_MS:
+                stop += 1
+            done += self._add_run(stamps[start], stamps[stop - 1], rows[..., start:stop, :])
+            start = stop
+        return done
+
+    def flush(self) -> _Result | None:
+        """The measurement in progress, however short, without waiting for more cycles (end of stream)."""
+        if self._pending == 0:
+            return None
+        span = _Span(self._n - self._pending, self._n, self._end_ms(self._n))
+        self._pending = 0
+        return self._compute([span])[0]
+
+    def _append(self, first_ms: int, counts: npt.ArrayLike, cycles: int) -> None:
+        """Copy cycles to the end of the history (a source may reuse its buffer)."""
+        if self._n == 0:
+            self._segment_start_ms, self._segment_cycles = first_ms, 0
+        if self._n + cycles > self._history.shape[-2]:
+            self._reserve(cycles)
+        self._store(self._history[..., self._n : self._n + cycles, :], counts)
+        self._n += cycles
+        self._segment_cycles += cycles
+
+    def _store(self, into: npt.NDArray[Any], counts: npt.ArrayLike) -> None:
+        """Write cycles of counts into the history as it keeps them (here: the counts themselves)."""
+        into[...] = counts
+
+    def _add_run(self, first_ms: int, last_ms: int, rows: npt.NDArray[np.int16]) -> list[_Result]:
+        """Cycles without a gap: append them, then compute every measurement they complete at once."""
+        n_rows = rows.shape[-2]
+        self._append(first_ms, rows, n_rows)
+        self._last_ms = last_ms
+        start = self._n - n_rows  # after `_append`, which may have moved the history
+        rate, pending = self._rate, self._pending
+        # As in `add`: a measurement ends before the cycle that finds `rate` pending, which is
+        # the first at max(rate − pending, 0), then every `rate` cycles.
+        stops = range(start + max(rate - pending, 0), self._n, rate)
+        spans, first = [], start - pending
+        for stop in stops:
+            spans.append(_Span(first, stop, self._end_ms(stop)))
+            first = stop
+        self._pending = self._n - first if spans else pending + n_rows
+        return self._compute(spans)
+
+    def _end_ms(self, stop: int) -> int:
+        """End of history cycle `stop - 1`, counted from the segment's first cycle (no rounding adds up)."""
+        return self._segment_start_ms + round((self._segment_cycles - (self._n - stop)) * CYCLE_DURATION_MS)
+
+    def _reserve(self, cycles: int) -> None:  # only called when `cycles` more do not fit
+        """Room for `cycles` more: keep only the cycles the measurement in progress needs; grow if short."""
+        keep = min(self._n, self._pending + max(self._frequency_window, self._thd_window) + 2)
+        if 2 * (keep + cycles) > self._history.shape[-2]:
+            # Room for a few more blocks than now: each move copies the cycles kept.
+            grown = np.empty(
+                (*self._history.shape[:-2], 3 * (keep + cycles), SAMPLES_PER_CYCLE), dtype=self._history.dtype
+            )
+            grown[..., :keep, :] = self._history[..., self._n - keep : self._n, :]
+            self._history = grown
+        else:
+            self._history[..., :keep, :] = self._history[..., self._n - keep : self._n, :]
+        self._n = keep
+
+    def _compute(self, spans: list[_Span]) -> list[_Result]:
+        raise NotImplementedError
+
+    def _plan(self, spans: list[_Span]) -> _Plan:
+        """The history cycles a list of consecutive spans needs, and their windows within them."""
+        # The history starts with the first cycle since the last gap: windows reach back to 0 at most.
+        frequency_windows = [windows(s.first, s.stop, 0, self._frequency_window) for s in spans]
+        thd_windows = [windows(s.first, s.stop, 0, self._thd_window) for s in spans]
+        earliest = min(w[0][0] for w in [*frequency_windows, *thd_windows, [(spans[0].first, 0)]] if w)
+        low, high = max(0, earliest - 1), min(self._n, spans[-1].stop + 1)
+        cycle_starts = [s.first - low for s in spans]
+        return _Plan(
+            low=low,
+            high=high,
+            frequency_windows=[(a - low, b - low) for windows in frequency_windows for a, b in windows],
+            thd_windows=[(a - low, b - low) for windows in thd_windows for a, b in windows],
+            period_windows=period_windows([s.first for s in spans], frequency_windows, low, high),
+            starts=[cycle_starts, group_starts(frequency_windows), group_starts(thd_windows), cycle_starts],
+            cycle_stop=spans[-1].stop - low,
+        )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where a computation's spans are: history cycles [low, high), and windows counted from low."""
+
+    low: int
+    high: int
+    frequency_windows: list[tuple[int, int]]
+    thd_windows: list[tuple[int, int]]
+    period_windows: list[int]
+    starts: list[list[int]]
+    """Per metric (rms, f, thd, trans), the index of each span's first value."""
+    cycle_stop: int
+
+    def stops(self) -> list[int]:
+        """Per metric, where the last span's values end."""
+        return [self.cycle_stop, len(self.frequency_windows), len(self.thd_windows), self.cycle_stop]
+
+
+class MeasurementBuilder(_MeasurementStream[BoxMeasurement]):
     """Turns a stream of cycles (ADC counts) into `BoxMeasurement`s of N cycles each.
 
     Per measurement: `rms` and `trans` summarize one value per cycle, `f` one per 10-cycle window and
@@ -63,7 +228,7 @@ class MeasurementBuilder:
 
     The cycles are kept in one preallocated array, and everything a measurement needs is computed
     by `opq.domain.span_metrics` in one pass; `add_cycles` takes a block of cycles and computes all
-    the measurements it completes in one pass, which is how a simulated fleet feeds its boxes.
+    the measurements it completes in one pass. `MeasurementCohort` does the same for many boxes.
     """
 
     def __init__(
@@ -75,38 +240,10 @@ class MeasurementBuilder:
         frequency_window_cycles: int = FREQUENCY_WINDOW_CYCLES,
         thd_window_cycles: int = THD_WINDOW_CYCLES,
     ) -> None:
-        if not (math.isfinite(calibration_constant) and calibration_constant > 0):
-            raise ValueError(
-                f"calibration constant {calibration_constant!r} counts/V is not a positive number"
-            )
+        self.calibration_constant = _checked_calibration(calibration_constant)
+        super().__init__((), cycles_per_measurement, frequency_window_cycles, thd_window_cycles)
         self.box_id = box_id
-        self.calibration_constant = float(calibration_constant)
         self._volts_per_count = 1.0 / self.calibration_constant
-        self._frequency_window = frequency_window_cycles
-        self._thd_window = thd_window_cycles
-        self._rate_lock = threading.Lock()
-        self._rate = check_rate(cycles_per_measurement)
-        self._counts = np.empty((_INITIAL_CAPACITY_CYCLES, SAMPLES_PER_CYCLE), dtype=np.int16)
-        self._n = 0  # cycles of history in self._counts[:n], oldest first
-        self._last_ms = 0  # timestamp of the newest cycle
-        self._pending = 0  # cycles at the end of the history that belong to the measurement in progress
-        self._segment_start_ms = 0  # start of the first cycle since the last gap
-        self._segment_cycles = 0  # cycles taken since the last gap
-
-    @property
-    def cycles_per_measurement(self) -> int:
-        """Cycles per measurement now [cycles]."""
-        return self._rate
-
-    def set_rate(self, cycles: int) -> int:
-        """Set the cycles per measurement (safe from another thread); returns the previous value.
-
-        It applies to the measurement in progress: one that already has `cycles` ends with the next cycle.
-        """
-        check_rate(cycles)
-        with self._rate_lock:
-            old, self._rate = self._rate, cycles
-        return old
 
     def add(self, cycle: TimedCounts) -> BoxMeasurement | None:
         """Take the next cycle; returns the measurement it completes, if any."""
@@ -131,93 +268,23 @@ class MeasurementBuilder:
         stretch of the block without a gap. A rate set while a block is taken applies from the next.
         """
         rows = np.asarray(counts).reshape(-1, SAMPLES_PER_CYCLE)
-        stamps = [int(t) for t in timestamps_ms]
-        if len(stamps) != len(rows):
-            raise ValueError(f"{len(stamps)} timestamps for {len(rows)} cycles of counts")
-        done: list[BoxMeasurement] = []
-        start = 0
-        while start < len(stamps):
-            if self._n and not 0 < stamps[start] - self._last_ms <= GAP_TOLERANCE_MS:
-                flushed = self.flush()
-                done += [flushed] if flushed is not None else []
-                self._n = 0
-            stop = start + 1
-            while stop < len(stamps) and 0 < stamps[stop] - stamps[stop - 1] <= GAP_TOLERANCE_MS:
-                stop += 1
-            done += self._add_run(stamps[start], stamps[stop - 1], rows[start:stop])
-            start = stop
-        return done
-
-    def flush(self) -> BoxMeasurement | None:
-        """The measurement in progress, however short, without waiting for more cycles (end of stream)."""
-        if self._pending == 0:
-            return None
-        span = _Span(self._n - self._pending, self._n, self._end_ms(self._n))
-        self._pending = 0
-        return self._compute([span])[0]
-
-    def _append(self, first_ms: int, counts: npt.ArrayLike, cycles: int) -> None:
-        """Copy cycles to the end of the history (a source may reuse its buffer)."""
-        if self._n == 0:
-            self._segment_start_ms, self._segment_cycles = first_ms, 0
-        if self._n + cycles > len(self._counts):
-            self._reserve(cycles)
-        self._counts[self._n : self._n + cycles] = counts
-        self._n += cycles
-        self._segment_cycles += cycles
-
-    def _add_run(self, first_ms: int, last_ms: int, rows: npt.NDArray[np.int16]) -> list[BoxMeasurement]:
-        """Cycles without a gap: append them, then compute every measurement they complete at once."""
-        self._append(first_ms, rows, len(rows))
-        self._last_ms = last_ms
-        start = self._n - len(rows)  # after `_append`, which may have moved the history
-        rate, pending = self._rate, self._pending
-        # As in `add`: a measurement ends before the cycle that finds `rate` pending, which is
-        # the first at max(rate − pending, 0), then every `rate` cycles.
-        stops = range(start + max(rate - pending, 0), self._n, rate)
-        spans, first = [], start - pending
-        for stop in stops:
-            spans.append(_Span(first, stop, self._end_ms(stop)))
-            first = stop
-        self._pending = self._n - first if spans else pending + len(rows)
-        return self._compute(spans)
-
-    def _end_ms(self, stop: int) -> int:
-        """End of history cycle `stop - 1`, counted from the segment's first cycle (no rounding adds up)."""
-        return self._segment_start_ms + round((self._segment_cycles - (self._n - stop)) * CYCLE_DURATION_MS)
-
-    def _reserve(self, cycles: int) -> None:  # only called when `cycles` more do not fit
-        """Room for `cycles` more: keep only the cycles the measurement in progress needs; grow if short."""
-        keep = min(self._n, self._pending + max(self._frequency_window, self._thd_window) + 2)
-        if 2 * (keep + cycles) > len(self._counts):
-            grown = np.empty((2 * (keep + cycles), SAMPLES_PER_CYCLE), dtype=np.int16)
-            grown[:keep] = self._counts[self._n - keep : self._n]
-            self._counts = grown
-        else:
-            self._counts[:keep] = self._counts[self._n - keep : self._n]
-        self._n = keep
+        return self._add_rows([int(t) for t in timestamps_ms], rows)
 
     def _compute(self, spans: list[_Span]) -> list[BoxMeasurement]:
         """The measurements of consecutive spans of the history, from one pass of `span_metrics`."""
         if not spans:
             return []
-        frequency_windows = [_windows(s.first, s.stop, self._frequency_window) for s in spans]
-        thd_windows = [_windows(s.first, s.stop, self._thd_window) for s in spans]
-        earliest = min(w[0][0] for w in [*frequency_windows, *thd_windows, [(spans[0].first, 0)]] if w)
-        low, high = max(0, earliest - 1), min(self._n, spans[-1].stop + 1)
-        samples_v = np.multiply(self._counts[low:high].ravel(), self._volts_per_count, dtype=np.float64)
-        metrics = span_metrics(
-            samples_v,
-            [(a - low, b - low) for windows in frequency_windows for a, b in windows],
-            [(a - low, b - low) for windows in thd_windows for a, b in windows],
-            period_windows=_period_windows(spans, frequency_windows, low, high),
+        plan = self._plan(spans)
+        samples_v = np.multiply(
+            self._history[plan.low : plan.high].ravel(), self._volts_per_count, dtype=np.float64
         )
-        cycle_starts = [s.first - low for s in spans]
-        cycle_stop = spans[-1].stop - low
-        stats = _summaries(
+        metrics = span_metrics(
+            samples_v, plan.frequency_windows, plan.thd_windows, period_windows=plan.period_windows
+        )
+        stats = summaries_of_groups(
             [metrics.rms_v, metrics.frequency_hz, metrics.thd_ratio, metrics.transient_v],
-            [cycle_starts, _group_starts(frequency_windows), _group_starts(thd_windows), cycle_starts],
-            [cycle_stop, len(metrics.frequency_hz), len(metrics.thd_ratio), cycle_stop],
+            plan.starts,
+            plan.stops(),
         )
         measurements = []
         for span, per_metric in zip(spans, stats, strict=True):
@@ -230,6 +297,118 @@ class MeasurementBuilder:
         return measurements
 
 
+@dataclass(frozen=True)
+class CohortMeasurements:
+    """The measurements of a cohort's boxes ending at one time."""
+
+    timestamp_ms: int
+    stats: npt.NDArray[np.float64]
+    """(boxes, 4 metrics: rms, f, thd, trans, min/max/average); a NaN average: the metric is absent."""
+
+
+class MeasurementCohort(_MeasurementStream[CohortMeasurements]):
+    """Boxes that measure in step (same rate, same cycles heard): their `MeasurementBuilder`s at once.
+
+    Each box's measurements equal what its own `MeasurementBuilder` would give for the same cycles
+    (to rounding), but every measurement of every box that a block completes comes from one set of
+    numpy calls (`opq.domain.fleet_span_metrics`): how a simulated fleet's full signal is measured.
+    """
+
+    def __init__(
+        self,
+        calibration_constants: Sequence[float],
+        cycles_per_measurement: int = 10,
+        *,
+        frequency_window_cycles: int = FREQUENCY_WINDOW_CYCLES,
+        thd_window_cycles: int = THD_WINDOW_CYCLES,
+    ) -> None:
+        constants = [_checked_calibration(c) for c in calibration_constants]
+        # The history is kept in volts: each cycle is converted once, and a span is a view of it.
+        super().__init__(
+            (len(constants),),
+            cycles_per_measurement,
+            frequency_window_cycles,
+            thd_window_cycles,
+            history_dtype=np.float64,
+            capacity_cycles=_COHORT_CAPACITY_CYCLES,
+        )
+        self._volts_per_count = 1.0 / np.array(constants, dtype=np.float64)[:, np.newaxis, np.newaxis]
+
+    @property
+    def boxes(self) -> int:
+        """Boxes in the cohort."""
+        return len(self._volts_per_count)
+
+    def add_cycles(self, timestamps_ms: Sequence[int], counts: npt.ArrayLike) -> list[CohortMeasurements]:
+        """Take a block of cycles of every box (counts: boxes × cycles × 200) with their timestamps."""
+        rows = np.asarray(counts).reshape(self.boxes, -1, SAMPLES_PER_CYCLE)
+        return self._add_rows([int(t) for t in timestamps_ms], rows)
+
+    def subset(
+        self, rows: npt.NDArray[np.intp], cycles_per_measurement: int | None = None
+    ) -> MeasurementCohort:
+        """A cohort of some of these boxes (indices into this one) in the same state, at a rate if given."""
+        part = MeasurementCohort(
+            [1.0] * len(rows),
+            self._rate if cycles_per_measurement is None else cycles_per_measurement,
+            frequency_window_cycles=self._frequency_window,
+            thd_window_cycles=self._thd_window,
+        )
+        part._volts_per_count = self._volts_per_count[rows]
+        part._history = self._history[rows]
+        part._n, part._last_ms, part._pending = self._n, self._last_ms, self._pending
+        part._segment_start_ms, part._segment_cycles = self._segment_start_ms, self._segment_cycles
+        return part
+
+    def state(self) -> tuple[int, ...]:
+        """Cohorts in the same state measure in step from here on and can be joined."""
+        return (
+            self._rate,
+            self._n,
+            self._last_ms,
+            self._pending,
+            self._segment_start_ms,
+            self._segment_cycles,
+        )
+
+    def join(self, other: MeasurementCohort) -> MeasurementCohort:
+        """One cohort of this one's boxes followed by `other`'s; both must be in the same `state`."""
+        if other.state() != self.state():
+            raise ValueError("only cohorts in the same state can be joined")
+        joined = self.subset(np.arange(self.boxes))
+        joined._volts_per_count = np.concatenate([self._volts_per_count, other._volts_per_count])
+        joined._history = np.concatenate([self._history[:, : self._n], other._history[:, : self._n]])
+        return joined
+
+    def _store(self, into: npt.NDArray[Any], counts: npt.ArrayLike) -> None:
+        np.multiply(counts, self._volts_per_count, out=into)
+
+    def _compute(self, spans: list[_Span]) -> list[CohortMeasurements]:
+        """The measurements of consecutive spans of every box's history, from one `fleet_span_metrics`."""
+        if not spans:
+            return []
+        plan = self._plan(spans)
+        samples_v = self._history[:, plan.low : plan.high].reshape(self.boxes, -1)  # a view
+        metrics = fleet_span_metrics(
+            samples_v,
+            plan.frequency_windows,
+            plan.thd_windows,
+            period_windows=plan.period_windows,
+            measured_cycles=(plan.starts[0][0], plan.cycle_stop),
+        )
+        stats = np.empty((len(spans), self.boxes, len(_METRIC_NAMES), 3))
+        values = [metrics.rms_v, metrics.frequency_hz, metrics.thd_ratio, metrics.transient_v]
+        for m, (metric, starts, stop) in enumerate(zip(values, plan.starts, plan.stops(), strict=True)):
+            stats[:, :, m] = group_summaries(metric, starts, stop).transpose(1, 0, 2)
+        return [CohortMeasurements(span.end_ms, stats[k]) for k, span in enumerate(spans)]
+
+
+def _checked_calibration(calibration_constant: float) -> float:
+    if not (math.isfinite(calibration_constant) and calibration_constant > 0):
+        raise ValueError(f"calibration constant {calibration_constant!r} counts/V is not a positive number")
+    return float(calibration_constant)
+
+
 def check_rate(cycles: int) -> int:
     """`cycles` if it is a valid measurement rate [cycles per measurement], else ValueError."""
     if isinstance(cycles, bool) or not isinstance(cycles, int | np.integer):
@@ -239,69 +418,3 @@ def check_rate(cycles: int) -> int:
             f"the measurement rate must be {MIN_RATE_CYCLES} to {MAX_RATE_CYCLES} cycles, not {cycles}"
         )
     return int(cycles)
-
-
-def _windows(first: int, stop: int, window: int) -> list[tuple[int, int]]:
-    """Back-to-back windows of `window` cycles ending at `stop` and covering [first, stop).
-
-    A window cut by the start of the history is kept if it still has half its cycles.
-    """
-    count = -(-(stop - first) // window)
-    spans = [(max(0, stop - (count - j) * window), stop - (count - j - 1) * window) for j in range(count)]
-    return [(a, b) for a, b in spans if 2 * (b - a) >= window]
-
-
-def _group_starts(groups: list[list[tuple[int, int]]]) -> list[int]:
-    """Index of each group's first item in the groups laid end to end."""
-    starts, total = [], 0
-    for group in groups:
-        starts.append(total)
-        total += len(group)
-    return starts
-
-
-def _summaries(
-    values: list[npt.NDArray[np.float64]], starts: list[list[int]], stops: list[int]
-) -> list[list[tuple[float, float, float]]]:
-    """(min, max, average), NaN ignored, of each group of each metric; per span, per metric.
-
-    `values[m][starts[m][i]:starts[m][i + 1]]` (the last group ends at `stops[m]`) is group i of
-    metric m; an empty or all-NaN group gives NaN. A measurement has tens of values a metric, so
-    plain Python on lists beats numpy's per-call cost here.
-    """
-    per_metric = []
-    for metric_values, metric_starts, stop in zip(values, starts, stops, strict=True):
-        listed = metric_values[:stop].tolist()
-        bounds = [*metric_starts, stop]
-        stats = []
-        for start, end in itertools.pairwise(bounds):
-            numbers = [v for v in listed[start:end] if v == v]  # NaN is not equal to itself
-            stats.append(
-                (min(numbers), max(numbers), math.fsum(numbers) / len(numbers)) if numbers else _NO_VALUE
-            )
-        per_metric.append(stats)
-    return [list(span) for span in zip(*per_metric, strict=True)]
-
-
-_NO_VALUE: Final = (math.nan, math.nan, math.nan)
-
-
-def _period_windows(
-    spans: list[_Span], frequency_windows: list[list[tuple[int, int]]], low: int, high: int
-) -> list[int]:
-    """For each history cycle in [low, high), the frequency window that sets its RMS period.
-
-    A measurement's cycles take its own windows' frequencies: the window covering them, or its
-    first window for cycles before it (a window cut too short at the start of a stream is not
-    fitted); −1 (the nominal period) for a measurement without any window and for context cycles.
-    """
-    period = [-1] * (high - low)
-    index = 0
-    for span, windows in zip(spans, frequency_windows, strict=True):
-        if windows:
-            period[span.first - low : windows[0][0] - low] = [index] * max(windows[0][0] - span.first, 0)
-        for first, stop in windows:
-            start = max(first, span.first) - low
-            period[start : stop - low] = [index] * (stop - low - start)
-            index += 1
-    return period

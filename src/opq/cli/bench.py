@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from opq.bench.box import BoxBenchResult, ErrorFigures, run_box_bench
+from opq.bench.box_metrics import COHORT_BOXES
 from opq.bench.store import StoreBenchResult, run_store_bench
 from opq.cli import bench_makai, bench_mauka
 from opq.errors import OpqError
@@ -167,6 +168,7 @@ def _box_table(result: BoxBenchResult) -> Table:
             errors("RMS 12 fixed blocks 57–63 Hz (former)", a.rms_blocks_off_nominal),
             errors("frequency 57–63 Hz", a.frequency),
             errors("THD 1–20 %", a.thd),
+            errors("THD 1–20 %, batched (float32 FFT)", a.thd_batched),
         ]
     if (c := result.cpu) is not None:
         figures += [
@@ -179,6 +181,11 @@ def _box_table(result: BoxBenchResult) -> Table:
                 f"{c.builder_blocks_rate_10_us:.0f} / {c.builder_blocks_rate_60_us:.0f} µs per box-s",
             ),
             ("opq.domain alone, batched", f"{c.domain_batched_us:.0f} µs per box-s"),
+            (
+                f"full-signal metrics of {COHORT_BOXES} boxes at once, ticks of 10 / 60 cycles, rate 10",
+                f"{c.cohort_tick_10_us:.0f} / {c.cohort_tick_60_us:.0f} µs per box-s",
+            ),
+            ("load average (1 min) at the CPU figures' start", f"{c.load_average_1min:.2f}"),
             ("sample synthesis", f"{c.synthesis_us:.0f} µs per box-s"),
             ("fleet fast path with encoding", f"{c.fast_path_us:.1f} µs per box-s"),
         ]

@@ -7,8 +7,7 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
-from scipy import signal
+from scipy import ndimage, signal
 
 from opq.domain.constants import (
     FREQUENCY_WINDOW_CYCLES,
@@ -123,13 +122,24 @@ def crossings_of_decimated(
     if decimated.ndim == 1:
         time, rising = _crossings_of_one(np.convolve(decimated, taps, "valid"), min_vrms_v)
         return np.zeros(len(time), dtype=np.intp), time, rising
-    smoothed = sliding_window_view(decimated, len(taps), axis=-1) @ taps
-    smoothed = smoothed.reshape(-1, smoothed.shape[-1])
-    negative = smoothed < 0
-    steep = np.abs(smoothed[:, 1:] - smoothed[:, :-1]) >= _min_step(min_vrms_v)
-    row, index = np.nonzero((negative[:, 1:] != negative[:, :-1]) & steep)
-    before = smoothed[row, index]
-    after = smoothed[row, index + 1]
+    # scipy's correlate1d filters every row in one compiled pass; only outputs whose taps all lie
+    # inside the row are used (as `np.convolve(..., "valid")` for one row): from `half` on.
+    half = len(taps) // 2
+    rows = np.reshape(decimated, (-1, decimated.shape[-1]))
+    width = rows.shape[-1]
+    filtered = ndimage.correlate1d(rows, taps, axis=-1, mode="constant")
+    negative = filtered < 0
+    # Sign changes first, then their steepness: the large arrays see three passes, the few
+    # candidates the rest.
+    candidate = np.flatnonzero(negative[:, 1:] != negative[:, :-1])
+    row, index = np.divmod(candidate, width - 1)
+    inside = (index >= half) & (index < width - half - 1)
+    row, index = row[inside], index[inside]
+    flat = filtered.ravel()
+    at = row * width + index
+    before, after = flat[at], flat[at + 1]
+    steep = np.abs(after - before) >= _min_step(min_vrms_v)
+    row, index, before, after = row[steep], index[steep] - half, before[steep], after[steep]
     # Where the amplitude collapses or returns (an interruption, a deep sag), the filters smear the
     # edge and bend the nearest crossings; a crossing shallower than 80 % of a neighbour is dropped.
     # Dropping costs nothing: the half-cycle counts bridge gaps.
@@ -251,3 +261,48 @@ def _half_cycle_counts(
         halves = np.rint((time[1:] - time[:-1]) * (0.5 / _HALF_PERIOD_SAMPLES) - 0.5 * odd)
         np.cumsum(np.maximum(2 * halves + odd, 1), out=counts[1:])
     return counts
+
+
+def frequency_of_crossings_per_row(
+    row: npt.NDArray[np.intp],
+    time: npt.NDArray[np.float64],
+    rising: npt.NDArray[np.bool_],
+    n_rows: int,
+    window_starts: npt.NDArray[np.float64],
+    window_stops: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """Frequency [Hz], shape (rows, windows): `frequency_of_crossings` of many waveforms at once.
+
+    The crossings are `crossings_of_decimated` of a 2-D array (time order within a row); every row
+    gets the same windows [start, stop) [samples]. Prefix sums run over all rows laid end to end,
+    so a window's sums are two look-ups whichever row it is in, and no step loops over rows.
+    """
+    n = len(time)
+    # Half-cycle counts across a row boundary are meaningless but only offset the next row's
+    # counts, which the centred sums cancel; they are restarted per row to keep the sums small.
+    k = _half_cycle_counts(time, rising)
+    row_first = np.searchsorted(row, np.arange(n_rows))
+    first_of_row = np.minimum(row_first, max(n - 1, 0))
+    if n:
+        k -= k[first_of_row][row]
+    terms = np.empty((5, n))  # per crossing: 1, k, t, k², k·t
+    terms[0] = 1.0
+    terms[1] = k
+    terms[2] = time
+    np.multiply(k, k, out=terms[3])
+    np.multiply(k, time, out=terms[4])
+    prefix = np.zeros((2, 5, n + 1))  # rising, falling
+    np.multiply(terms, rising, out=prefix[0, :, 1:])
+    np.subtract(terms, prefix[0, :, 1:], out=prefix[1, :, 1:])
+    np.cumsum(prefix, axis=-1, out=prefix)
+    # Each row's crossings are sorted by time, and rows follow each other: key = row · span + time.
+    span = float(max(np.max(window_stops, initial=0.0), np.max(time, initial=0.0)) + 1.0)
+    key = row * span + time
+    rows = np.arange(n_rows, dtype=np.float64)[:, np.newaxis] * span
+    low = np.searchsorted(key, rows + window_starts)
+    high = np.searchsorted(key, rows + window_stops)
+    sums = prefix[..., high] - prefix[..., low]  # (direction, term, rows, windows)
+    count = np.maximum(sums[:, 0], 1.0)
+    sxx = (sums[:, 3] - sums[:, 1] * sums[:, 1] / count).sum(axis=0)
+    sxy = (sums[:, 4] - sums[:, 1] * sums[:, 2] / count).sum(axis=0)
+    return _frequency_of_sums(sxx, sxy)

@@ -103,8 +103,26 @@ def thd_of_frames(
     so a caller with many windows (a box's measurements, a fleet) pays the numpy calls once.
     """
     n_window = frames.shape[-1]
-    window = _flattop(n_window)
-    spectrum = np.fft.rfft(frames * window, axis=-1)
+    spectrum = np.fft.rfft(frames * _flattop(n_window), axis=-1)
+    return thd_of_spectrum(
+        spectrum, n_window, fundamental_hz, max_harmonic=max_harmonic, min_vrms_v=min_vrms_v
+    )
+
+
+def flattop_window(n_samples: int) -> npt.NDArray[np.float64]:
+    """The window `thd_of_frames` weighs a frame of `n_samples` by before its FFT (read-only)."""
+    return _flattop(n_samples)
+
+
+def thd_of_spectrum(
+    spectrum: npt.NDArray[np.complex128] | npt.NDArray[np.complex64],
+    n_window: int,
+    fundamental_hz: npt.NDArray[np.float64] | None = None,
+    *,
+    max_harmonic: int = THD_MAX_HARMONIC,
+    min_vrms_v: float = INTERRUPTION_VRMS_V,
+) -> npt.NDArray[np.float64]:
+    """`thd_of_frames` from the rfft of frames of `n_window` samples weighed by `flattop_window`."""
     n_bins = spectrum.shape[-1]
     bins_per_hz = n_window / SAMPLE_RATE_HZ
     if fundamental_hz is None:
@@ -114,17 +132,27 @@ def thd_of_frames(
     centres = fundamental_bin[:, np.newaxis] * _orders(max_harmonic)
     inside = centres < n_bins - 0.5  # False for NaN too
     nearest = np.rint(np.where(inside, centres, 0)).astype(np.intp)
-    nearest += _row_offsets(len(frames), n_bins)  # into the flattened spectrum
-    power = np.square(np.abs(spectrum.ravel()[nearest]))
+    nearest += _row_offsets(len(spectrum), n_bins)  # into the flattened spectrum
+    power = np.square(np.abs(spectrum.ravel()[nearest]), dtype=np.float64)
     power *= inside
     # A live window's fundamental is at least that of a sine of min_vrms_v [V rms] through the window.
     least_power = (math.sqrt(2) * min_vrms_v * _window_gain(n_window) / 2) ** 2
+    if len(power) > _FEW_ROWS:  # a fleet's windows: a few numpy calls for all of them
+        fundamental = power[:, 0]
+        live = (fundamental >= least_power) & (fundamental > 0)
+        ratio = np.divide(power[:, 1:].sum(axis=-1), fundamental, out=np.full(len(power), np.nan), where=live)
+        thd_of_rows: npt.NDArray[np.float64] = np.sqrt(ratio)
+        return thd_of_rows
     # Per row in plain Python: a box has a few windows at a time, for which numpy calls cost more.
     thd = [
         math.sqrt(math.fsum(row[1:]) / row[0]) if row[0] >= least_power and row[0] > 0 else math.nan
         for row in power.tolist()
     ]
     return np.array(thd, dtype=np.float64)
+
+
+_FEW_ROWS = 16
+"""Up to this many windows the last steps run in plain Python (a box); past it, in numpy (a fleet)."""
 
 
 @functools.cache
@@ -147,7 +175,9 @@ def _orders(max_harmonic: int) -> npt.NDArray[np.float64]:
     return orders
 
 
-def _centroid_bin(spectrum: npt.NDArray[np.complex128], nominal_bin: float) -> npt.NDArray[np.float64]:
+def _centroid_bin(
+    spectrum: npt.NDArray[np.complex128] | npt.NDArray[np.complex64], nominal_bin: float
+) -> npt.NDArray[np.float64]:
     """Fractional bin of the fundamental: the power centroid of the bins within ±5 of nominal.
 
     The flat-top main lobe is ±5 bins wide, so for 57–63 Hz (±0.6 bin over 12 cycles) the range

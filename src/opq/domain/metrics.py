@@ -15,7 +15,7 @@ from opq.domain.constants import (
     SAMPLES_PER_CYCLE,
     THD_WINDOW_CYCLES,
 )
-from opq.domain.filters import EDGE_SAMPLES, decimate, interpolate
+from opq.domain.filters import DECIMATION, EDGE_SAMPLES, decimate, interpolate
 from opq.domain.frequency import frequency_of_decimated
 from opq.domain.harmonics import thd_per_window
 from opq.domain.synchronous_rms import synchronous_rms_per_cycle
@@ -84,18 +84,33 @@ def highpass_residual_v(samples_v: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
 
 def transient_of_decimated(
-    samples: npt.NDArray[np.float64], decimated: npt.NDArray[np.float64]
+    samples: npt.NDArray[np.float64],
+    decimated: npt.NDArray[np.float64],
+    cycles: tuple[int, int] | None = None,
 ) -> npt.NDArray[np.float64]:
-    """`transient_per_cycle` of `samples` [V] whose `filters.decimate` the caller already has."""
-    lowpassed = interpolate(decimated)
+    """`transient_per_cycle` of `samples` [V] whose `filters.decimate` the caller already has.
+
+    With `cycles` = (first, stop), only those cycles' values (shape (..., stop − first)), from the
+    low-pass of just the stretch they need: a caller that wants some cycles does not pay for all.
+    """
     n_cycles = samples.shape[-1] // SAMPLES_PER_CYCLE
-    if lowpassed.shape[-1] == 0:
-        return np.full((*samples.shape[:-1], n_cycles), np.nan)
-    covered = samples[..., EDGE_SAMPLES : EDGE_SAMPLES + lowpassed.shape[-1]]
+    first, stop = (0, n_cycles) if cycles is None else cycles
+    # Interpolated output n is input sample n + EDGE_SAMPLES and block k of it needs decimated
+    # [k, k + phases − 1]: cycles [first, stop) need blocks from the one ending at their first
+    # sample's filter reach to the one at their last sample (all multiples of DECIMATION).
+    phases = EDGE_SAMPLES // DECIMATION + 1
+    per_cycle = SAMPLES_PER_CYCLE // DECIMATION
+    low = max(per_cycle * first - (phases - 1), 0)
+    high = min(per_cycle * stop - (phases - 1), decimated.shape[-1] - phases + 1)
+    if high <= low:
+        return np.full((*samples.shape[:-1], stop - first), np.nan)
+    lowpassed = interpolate(decimated[..., low : high + phases - 1])
+    offset = DECIMATION * low + EDGE_SAMPLES  # the input sample of lowpassed[..., 0]
+    covered = samples[..., offset : offset + lowpassed.shape[-1]]
     excursion = np.subtract(covered, lowpassed, out=lowpassed)
     np.abs(excursion, out=excursion)
-    # Cycle c spans samples 200·c to 200·(c + 1), which is excursion[200·c − EDGE_SAMPLES, ...).
-    starts = np.maximum(np.arange(n_cycles) * SAMPLES_PER_CYCLE - EDGE_SAMPLES, 0)
+    # Cycle c spans samples 200·c to 200·(c + 1), which is excursion[200·c − offset, ...).
+    starts = np.maximum(np.arange(first, stop) * SAMPLES_PER_CYCLE - offset, 0)
     return np.asarray(np.maximum.reduceat(excursion, starts, axis=-1), dtype=np.float64)
 
 

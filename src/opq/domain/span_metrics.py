@@ -60,9 +60,7 @@ def span_metrics(
     decimated = decimate(samples_v)
     frequency_hz = _frequency_per_window(decimated, frequency_windows, min_vrms_v)
     if period_windows is None:
-        period_windows = [-1] * n_cycles
-        for index, (first, stop) in enumerate(frequency_windows):
-            period_windows[first:stop] = [index] * (stop - first)
+        period_windows = default_period_windows(n_cycles, frequency_windows)
     # The windows' periods (a few) then one look-up; the extra last one, for −1, is the nominal period.
     periods = np.append(period_samples(frequency_hz), float(SAMPLES_PER_CYCLE))
     return SpanMetrics(
@@ -71,6 +69,14 @@ def span_metrics(
         frequency_hz=frequency_hz,
         thd_ratio=_thd_per_window(samples_v, thd_windows, min_vrms_v),
     )
+
+
+def default_period_windows(n_cycles: int, frequency_windows: Sequence[tuple[int, int]]) -> list[int]:
+    """For each cycle, the last frequency window covering it, or −1 (the nominal period)."""
+    period_windows = [-1] * n_cycles
+    for index, (first, stop) in enumerate(frequency_windows):
+        period_windows[first:stop] = [index] * (stop - first)
+    return period_windows
 
 
 def _frequency_per_window(

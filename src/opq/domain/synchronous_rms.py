@@ -65,8 +65,14 @@ def synchronous_rms_per_cycle(
     return rms_over_periods(as_blocks(samples_v), period_samples(fundamental_hz))
 
 
-def rms_over_periods(samples: npt.NDArray[np.float64], period: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """`synchronous_rms_per_cycle` with each cycle's period [samples, 181.8 to 222.2] already known."""
+def rms_over_periods(
+    samples: npt.NDArray[np.float64], period: npt.ArrayLike, cycles: tuple[int, int] | None = None
+) -> npt.NDArray[np.float64]:
+    """`synchronous_rms_per_cycle` with each cycle's period [samples, 181.8 to 222.2] already known.
+
+    With `cycles` = (first, stop), only those cycles' values (shape (..., stop − first)); their
+    periods may still reach into the cycles around them.
+    """
     n_cycles = samples.shape[-1] // SAMPLES_PER_CYCLE
     lead_shape = samples.shape[:-1]
     # edges[..., 0, c]: the period's left edge in samples after cycle c's start; edges[..., 1, c]:
@@ -78,12 +84,14 @@ def rms_over_periods(samples: npt.NDArray[np.float64], period: npt.ArrayLike) ->
     first -= np.minimum(first[..., :1], 0.0)  # a period reaching before sample 0 moves right
     last -= np.maximum(last[..., 1:], 0.0)  # one reaching past the end moves left
     np.maximum(first[..., :1], 0.0, out=first[..., :1])  # longer than the array: the whole array
+    low, high = (0, n_cycles) if cycles is None else cycles
+    edges = edges[..., low:high]
 
-    blocks = samples.reshape(*lead_shape, n_cycles, SAMPLES_PER_CYCLE)
+    blocks = samples.reshape(*lead_shape, n_cycles, SAMPLES_PER_CYCLE)[..., low:high, :]
     cycle_sums = np.einsum("...ci,...ci->...c", blocks, blocks)
     # Samples around each cycle's start and end, (..., 2, cycles, 2 · reach); indices past the
     # array's ends are clipped, which is harmless: every edge lies inside, so they weigh 0.
-    near = samples[..., _edge_neighbourhoods(n_cycles)]
+    near = samples[..., _edge_neighbourhoods(n_cycles)[:, low:high]]
     np.square(near, out=near)
     weights = np.subtract(edges[..., np.newaxis], _NEIGHBOUR_OFFSETS)
     np.maximum(weights, 0.0, out=weights)
