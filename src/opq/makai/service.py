@@ -8,7 +8,6 @@ them, restarts one that dies, collects their reports and serves them as health.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import multiprocessing
 import multiprocessing.process
@@ -45,13 +44,6 @@ class MakaiConfig:
     secret_key: str
 
 
-GC_THRESHOLDS: Final = (100_000, 50, 100)
-"""Python's cyclic collector in a Makai process: each measurement leaves a dozen short-lived,
-acyclic objects (frames, rows, tuples) that reference counting frees, so the collector's default
-pass every 700 allocations found nothing and took a fifth of ingest's thread at 2,000 boxes
-(py-spy). It now runs every 100,000, and what the process set up is frozen out of its scans."""
-
-
 def run_role(role: str, config: MakaiConfig, stop: Any, reports: Any) -> None:
     """Body of one Makai process: open the store and a ZeroMQ context, serve until `stop` is set."""
 
@@ -76,8 +68,6 @@ def run_role(role: str, config: MakaiConfig, stop: Any, reports: Any) -> None:
                 "acquisition": lambda: Acquirer(config.settings, store, config.secret_key, context),
             }
             part = makers[role]()
-            gc.freeze()
-            gc.set_threshold(*GC_THRESHOLDS)
             try:
                 part.run(stopping, report)
             finally:
