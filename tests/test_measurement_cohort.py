@@ -9,11 +9,14 @@ import numpy.typing as npt
 import pytest
 
 from opq.box.fleet_metrics import SignalMeter
-from opq.box.measuring import MeasurementBuilder, MeasurementCohort
+from opq.box.measurement_cohort import MeasurementCohort
+from opq.box.measuring import MeasurementBuilder
 from opq.box.ringbuffer import CYCLE_DURATION_MS
 from opq.box.scenario import scenario_from_dict
 from opq.box.simulator import Simulator
-from opq.domain.fleet_span_metrics import fleet_span_metrics, group_summaries
+from opq.domain.filters import decimate
+from opq.domain.fleet_span_metrics import fleet_span_metrics, group_summaries, metric_summaries
+from opq.domain.frequency import smooth_decimated
 from opq.domain.span_metrics import span_metrics
 from opq.protocol import BoxMeasurement
 
@@ -143,6 +146,25 @@ def test_group_summaries_ignore_nan_and_give_nan_for_empty_groups() -> None:
     assert np.isnan(group_summaries(values[:, :2], [0], 2)[1]).all()  # only NaN
 
 
+def test_metric_summaries_are_each_metrics_group_summaries_per_span() -> None:
+    rng = np.random.default_rng(5)
+    rms = rng.normal(120, 1, (3, 14))
+    rms[1, 4:] = np.nan
+    frequency, thd = rng.normal(60, 0.01, (3, 2)), np.full((3, 2), np.nan)
+    thd[0] = 0.02
+    values = [rms, frequency, thd, rng.random((3, 14))]
+    for starts, stops in [
+        ([[3], [1], [1], [3]], [13, 2, 2, 13]),  # one measurement: the padded path
+        ([[1, 3, 8], [0, 1, 2], [0, 1, 1], [1, 3, 8]], [13, 2, 2, 13]),  # three, one of them without THD
+    ]:
+        stats = metric_summaries(values, starts, stops)
+        assert stats.shape == (len(starts[0]), 3, 4, 3)
+        for m, metric in enumerate(values):
+            expected = group_summaries(metric, starts[m], stops[m]).transpose(1, 0, 2)
+            np.testing.assert_allclose(stats[:, :, m], expected, rtol=1e-15, equal_nan=True)
+    assert np.isnan(metric_summaries(values, [[3], [1], [1], [3]], [13, 2, 2, 13])[0, 1:, 2]).all()
+
+
 def test_the_signal_meter_splits_and_rejoins_boxes_through_rate_changes_and_an_outage() -> None:
     supply = {"noise_v_rms": 0.2, "seed": 3, "harmonics": [{"order": 3, "percent": 2.0}]}
     steady = scenario_from_dict({"supply": supply})
@@ -182,3 +204,43 @@ def test_the_signal_meter_splits_and_rejoins_boxes_through_rate_changes_and_an_o
         _assert_same(box, expected, measurement.timestamp_ms, stats)
     # The outage's boxes measure in step again; box 2 came back to rate 10 at another phase.
     assert sorted(meter.cohorts()) == [[0], [1, 3], [2]]
+
+
+def test_the_filter_outputs_a_cohort_keeps_across_ticks_are_those_of_its_whole_history() -> None:
+    # Ticks of uneven lengths (the history moves and grows between them), a gap of lost cycles, a
+    # rate change and a tick long enough to end a measurement twice: the outputs kept from tick to
+    # tick must be those of filtering the history since the gap in one go, and every box must
+    # still get its own builder's measurements.
+    n_cycles = 170
+    counts = _counts(n_cycles)
+    stamps = _stamps(n_cycles, gap_after=57)
+    cohort = MeasurementCohort(CALIBRATIONS, 10)
+    builders = [MeasurementBuilder(str(box), c, 10) for box, c in enumerate(CALIBRATIONS)]
+    batched, alone = [], [[] for _ in builders]
+    ticks = [10, 7, 13, 3, 10, 10, 4, 25, 10, 1, 10, 10, 40, 17]
+    assert sum(ticks) == n_cycles
+    first = 0
+    for tick, cycles in enumerate(ticks):
+        if tick == 8:  # mid-stream, with a measurement in progress
+            assert cohort.set_rate(6) == 10
+            for builder in builders:
+                builder.set_rate(6)
+        block = slice(first, first + cycles)
+        batched += cohort.add_cycles(stamps[block], counts[:, block])
+        for box, builder in enumerate(builders):
+            alone[box] += builder.add_cycles(stamps[block], counts[box, block])
+        first += cycles
+        # What the history holds now (since the gap once past it), filtered from scratch.
+        since_gap = cohort._history[:, : cohort._n].reshape(len(CALIBRATIONS), -1)
+        decimated = decimate(since_gap)
+        smoothed = smooth_decimated(decimated)
+        np.testing.assert_allclose(cohort._decimated[:, : decimated.shape[1]], decimated, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(cohort._smoothed[:, : smoothed.shape[1]], smoothed, rtol=0, atol=1e-9)
+    assert cohort._segment_start_ms == stamps[57]  # the gap restarted the history (and the filters)
+    assert len(batched) == len(alone[0]) > 20
+    for box, measurements in enumerate(alone):
+        for done, expected in zip(batched, measurements, strict=True):
+            _assert_same(box, expected, done.timestamp_ms, done.stats[box])
+    # Both rates show: 10-cycle measurements before the change, 6-cycle ones after it.
+    steps = np.diff([done.timestamp_ms for done in batched])
+    assert {167, 100} <= set(steps.tolist())

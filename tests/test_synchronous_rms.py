@@ -22,7 +22,12 @@ from opq.domain import (
 )
 from opq.domain.filters import decimate
 from opq.domain.frequency import crossings_of_decimated, frequency_of_crossings
-from opq.domain.synchronous_rms import mean_square_between, period_samples, synchronous_rms_per_cycle
+from opq.domain.synchronous_rms import (
+    mean_square_between,
+    period_samples,
+    rms_over_periods,
+    synchronous_rms_per_cycle,
+)
 
 PEAK_V = NOMINAL_VOLTAGE_V * math.sqrt(2)
 FEW = settings(max_examples=30, deadline=None)
@@ -193,3 +198,17 @@ def test_heavy_noise_leaves_the_rms_unbiased() -> None:
     assert np.all(np.abs(window_v / truth_v - 1) < 0.005)
     assert abs(np.mean(window_v) / truth_v - 1) < 0.001
     assert abs(math.sqrt(np.mean(cycle_v**2)) / truth_v - 1) < 0.001
+
+
+@pytest.mark.parametrize("fundamental_hz", [54.0, 56.5, 60.0, 63.5, 66.0])
+def test_the_rms_of_some_cycles_is_that_of_all_cycles(fundamental_hz: float) -> None:
+    # A cohort asks only for the cycles it measures, inside a longer span; the periods at the ends
+    # of the range (±10 %) reach 11 samples past their cycle, and the values must not change.
+    rng = np.random.default_rng(11)
+    samples_v = rng.normal(0.0, 100.0, (3, 8 * 200))
+    period = np.broadcast_to(period_samples(np.full(8, fundamental_hz)), (3, 8))
+    every = rms_over_periods(samples_v, period)
+    for first, stop in [(1, 7), (3, 5), (0, 4), (5, 8)]:
+        np.testing.assert_allclose(
+            rms_over_periods(samples_v, period, (first, stop)), every[:, first:stop], rtol=1e-12
+        )

@@ -19,7 +19,8 @@ import numpy.typing as npt
 
 from opq.box.disturbances import SupplyModel
 from opq.box.fleet_metrics import BoxRates, FastMeter, retain_freed_memory
-from opq.box.measuring import MeasurementBuilder, MeasurementCohort
+from opq.box.measurement_cohort import MeasurementCohort
+from opq.box.measuring import MeasurementBuilder
 from opq.box.scenario import Scenario, scenario_from_dict
 from opq.box.simulator import DEFAULT_CALIBRATION, Simulator, Variations
 from opq.box.source import SourceCycle

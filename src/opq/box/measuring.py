@@ -1,4 +1,5 @@
-"""On-box measurements: every N cycles, min/max/average of rms, f, thd and trans; one box or many in step."""
+"""On-box measurements: every N cycles, min/max/average of rms, f, thd and trans (the cycles' history, gaps
+and rate, shared with `opq.box.measurement_cohort`, and one box's `MeasurementBuilder`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import numpy.typing as npt
 
 from opq.box.ringbuffer import CYCLE_DURATION_MS, TimedCounts
 from opq.domain import FREQUENCY_WINDOW_CYCLES, SAMPLES_PER_CYCLE, THD_WINDOW_CYCLES
-from opq.domain.fleet_span_metrics import fleet_span_metrics, group_summaries
 from opq.domain.measurement_windows import group_starts, period_windows, summaries_of_groups, windows
 from opq.domain.span_metrics import span_metrics
 from opq.protocol import BoxMeasurement, MetricStats
@@ -30,11 +30,10 @@ GAP_TOLERANCE_MS: Final = 1.5 * CYCLE_DURATION_MS
 
 _METRIC_NAMES: Final[tuple[str, ...]] = ("rms", "f", "thd", "trans")  # in the order OPQ sends them
 _INITIAL_CAPACITY_CYCLES: Final = 256
-_COHORT_CAPACITY_CYCLES: Final = 32  # in volts, 8 bytes a sample; grows to what rate and blocks need
 
 
 @dataclass(frozen=True)
-class _Span:
+class HistorySpan:
     """A measurement to compute: history cycles [first, stop) and the timestamp of its end."""
 
     first: int
@@ -45,7 +44,7 @@ class _Span:
 _Result = TypeVar("_Result")
 
 
-class _MeasurementStream(Generic[_Result]):
+class MeasurementStream(Generic[_Result]):
     """What a box does with its cycles, for one box or many in step: the history, gaps, rate, spans.
 
     The cycle history has a leading shape (none for one box, (boxes,) for a cohort); subclasses
@@ -112,7 +111,7 @@ class _MeasurementStream(Generic[_Result]):
         """The measurement in progress, however short, without waiting for more cycles (end of stream)."""
         if self._pending == 0:
             return None
-        span = _Span(self._n - self._pending, self._n, self._end_ms(self._n))
+        span = HistorySpan(self._n - self._pending, self._n, self._end_ms(self._n))
         self._pending = 0
         return self._compute([span])[0]
 
@@ -142,7 +141,7 @@ class _MeasurementStream(Generic[_Result]):
         stops = range(start + max(rate - pending, 0), self._n, rate)
         spans, first = [], start - pending
         for stop in stops:
-            spans.append(_Span(first, stop, self._end_ms(stop)))
+            spans.append(HistorySpan(first, stop, self._end_ms(stop)))
             first = stop
         self._pending = self._n - first if spans else pending + n_rows
         return self._compute(spans)
@@ -165,10 +164,10 @@ class _MeasurementStream(Generic[_Result]):
             self._history[..., :keep, :] = self._history[..., self._n - keep : self._n, :]
         self._n = keep
 
-    def _compute(self, spans: list[_Span]) -> list[_Result]:
+    def _compute(self, spans: list[HistorySpan]) -> list[_Result]:
         raise NotImplementedError
 
-    def _plan(self, spans: list[_Span]) -> _Plan:
+    def _plan(self, spans: list[HistorySpan]) -> SpanPlan:
         """The history cycles a list of consecutive spans needs, and their windows within them."""
         # The history starts with the first cycle since the last gap: windows reach back to 0 at most.
         frequency_windows = [windows(s.first, s.stop, 0, self._frequency_window) for s in spans]
@@ -176,7 +175,7 @@ class _MeasurementStream(Generic[_Result]):
         earliest = min(w[0][0] for w in [*frequency_windows, *thd_windows, [(spans[0].first, 0)]] if w)
         low, high = max(0, earliest - 1), min(self._n, spans[-1].stop + 1)
         cycle_starts = [s.first - low for s in spans]
-        return _Plan(
+        return SpanPlan(
             low=low,
             high=high,
             frequency_windows=[(a - low, b - low) for windows in frequency_windows for a, b in windows],
@@ -188,7 +187,7 @@ class _MeasurementStream(Generic[_Result]):
 
 
 @dataclass(frozen=True)
-class _Plan:
+class SpanPlan:
     """Where a computation's spans are: history cycles [low, high), and windows counted from low."""
 
     low: int
@@ -205,7 +204,7 @@ class _Plan:
         return [self.cycle_stop, len(self.frequency_windows), len(self.thd_windows), self.cycle_stop]
 
 
-class MeasurementBuilder(_MeasurementStream[BoxMeasurement]):
+class MeasurementBuilder(MeasurementStream[BoxMeasurement]):
     """Turns a stream of cycles (ADC counts) into `BoxMeasurement`s of N cycles each.
 
     Per measurement: `rms` and `trans` summarize one value per cycle, `f` one per 10-cycle window and
@@ -240,7 +239,7 @@ class MeasurementBuilder(_MeasurementStream[BoxMeasurement]):
         frequency_window_cycles: int = FREQUENCY_WINDOW_CYCLES,
         thd_window_cycles: int = THD_WINDOW_CYCLES,
     ) -> None:
-        self.calibration_constant = _checked_calibration(calibration_constant)
+        self.calibration_constant = checked_calibration(calibration_constant)
         super().__init__((), cycles_per_measurement, frequency_window_cycles, thd_window_cycles)
         self.box_id = box_id
         self._volts_per_count = 1.0 / self.calibration_constant
@@ -256,7 +255,7 @@ class MeasurementBuilder(_MeasurementStream[BoxMeasurement]):
         self._last_ms = timestamp_ms
         if self._pending >= self._rate and done is None:
             stop = self._n - 1  # the new cycle is the context after the measurement
-            done = self._compute([_Span(stop - self._pending, stop, self._end_ms(stop))])[0]
+            done = self._compute([HistorySpan(stop - self._pending, stop, self._end_ms(stop))])[0]
             self._pending = 0
         self._pending += 1
         return done
@@ -270,7 +269,7 @@ class MeasurementBuilder(_MeasurementStream[BoxMeasurement]):
         rows = np.asarray(counts).reshape(-1, SAMPLES_PER_CYCLE)
         return self._add_rows([int(t) for t in timestamps_ms], rows)
 
-    def _compute(self, spans: list[_Span]) -> list[BoxMeasurement]:
+    def _compute(self, spans: list[HistorySpan]) -> list[BoxMeasurement]:
         """The measurements of consecutive spans of the history, from one pass of `span_metrics`."""
         if not spans:
             return []
@@ -297,113 +296,8 @@ class MeasurementBuilder(_MeasurementStream[BoxMeasurement]):
         return measurements
 
 
-@dataclass(frozen=True)
-class CohortMeasurements:
-    """The measurements of a cohort's boxes ending at one time."""
-
-    timestamp_ms: int
-    stats: npt.NDArray[np.float64]
-    """(boxes, 4 metrics: rms, f, thd, trans, min/max/average); a NaN average: the metric is absent."""
-
-
-class MeasurementCohort(_MeasurementStream[CohortMeasurements]):
-    """Boxes that measure in step (same rate, same cycles heard): their `MeasurementBuilder`s at once.
-
-    Each box's measurements equal what its own `MeasurementBuilder` would give for the same cycles
-    (to rounding), but every measurement of every box that a block completes comes from one set of
-    numpy calls (`opq.domain.fleet_span_metrics`): how a simulated fleet's full signal is measured.
-    """
-
-    def __init__(
-        self,
-        calibration_constants: Sequence[float],
-        cycles_per_measurement: int = 10,
-        *,
-        frequency_window_cycles: int = FREQUENCY_WINDOW_CYCLES,
-        thd_window_cycles: int = THD_WINDOW_CYCLES,
-    ) -> None:
-        constants = [_checked_calibration(c) for c in calibration_constants]
-        # The history is kept in volts: each cycle is converted once, and a span is a view of it.
-        super().__init__(
-            (len(constants),),
-            cycles_per_measurement,
-            frequency_window_cycles,
-            thd_window_cycles,
-            history_dtype=np.float64,
-            capacity_cycles=_COHORT_CAPACITY_CYCLES,
-        )
-        self._volts_per_count = 1.0 / np.array(constants, dtype=np.float64)[:, np.newaxis, np.newaxis]
-
-    @property
-    def boxes(self) -> int:
-        """Boxes in the cohort."""
-        return len(self._volts_per_count)
-
-    def add_cycles(self, timestamps_ms: Sequence[int], counts: npt.ArrayLike) -> list[CohortMeasurements]:
-        """Take a block of cycles of every box (counts: boxes × cycles × 200) with their timestamps."""
-        rows = np.asarray(counts).reshape(self.boxes, -1, SAMPLES_PER_CYCLE)
-        return self._add_rows([int(t) for t in timestamps_ms], rows)
-
-    def subset(
-        self, rows: npt.NDArray[np.intp], cycles_per_measurement: int | None = None
-    ) -> MeasurementCohort:
-        """A cohort of some of these boxes (indices into this one) in the same state, at a rate if given."""
-        part = MeasurementCohort(
-            [1.0] * len(rows),
-            self._rate if cycles_per_measurement is None else cycles_per_measurement,
-            frequency_window_cycles=self._frequency_window,
-            thd_window_cycles=self._thd_window,
-        )
-        part._volts_per_count = self._volts_per_count[rows]
-        part._history = self._history[rows]
-        part._n, part._last_ms, part._pending = self._n, self._last_ms, self._pending
-        part._segment_start_ms, part._segment_cycles = self._segment_start_ms, self._segment_cycles
-        return part
-
-    def state(self) -> tuple[int, ...]:
-        """Cohorts in the same state measure in step from here on and can be joined."""
-        return (
-            self._rate,
-            self._n,
-            self._last_ms,
-            self._pending,
-            self._segment_start_ms,
-            self._segment_cycles,
-        )
-
-    def join(self, other: MeasurementCohort) -> MeasurementCohort:
-        """One cohort of this one's boxes followed by `other`'s; both must be in the same `state`."""
-        if other.state() != self.state():
-            raise ValueError("only cohorts in the same state can be joined")
-        joined = self.subset(np.arange(self.boxes))
-        joined._volts_per_count = np.concatenate([self._volts_per_count, other._volts_per_count])
-        joined._history = np.concatenate([self._history[:, : self._n], other._history[:, : self._n]])
-        return joined
-
-    def _store(self, into: npt.NDArray[Any], counts: npt.ArrayLike) -> None:
-        np.multiply(counts, self._volts_per_count, out=into)
-
-    def _compute(self, spans: list[_Span]) -> list[CohortMeasurements]:
-        """The measurements of consecutive spans of every box's history, from one `fleet_span_metrics`."""
-        if not spans:
-            return []
-        plan = self._plan(spans)
-        samples_v = self._history[:, plan.low : plan.high].reshape(self.boxes, -1)  # a view
-        metrics = fleet_span_metrics(
-            samples_v,
-            plan.frequency_windows,
-            plan.thd_windows,
-            period_windows=plan.period_windows,
-            measured_cycles=(plan.starts[0][0], plan.cycle_stop),
-        )
-        stats = np.empty((len(spans), self.boxes, len(_METRIC_NAMES), 3))
-        values = [metrics.rms_v, metrics.frequency_hz, metrics.thd_ratio, metrics.transient_v]
-        for m, (metric, starts, stop) in enumerate(zip(values, plan.starts, plan.stops(), strict=True)):
-            stats[:, :, m] = group_summaries(metric, starts, stop).transpose(1, 0, 2)
-        return [CohortMeasurements(span.end_ms, stats[k]) for k, span in enumerate(spans)]
-
-
-def _checked_calibration(calibration_constant: float) -> float:
+def checked_calibration(calibration_constant: float) -> float:
+    """`calibration_constant` [counts/V] as a float if it is a positive number, else ValueError."""
     if not (math.isfinite(calibration_constant) and calibration_constant > 0):
         raise ValueError(f"calibration constant {calibration_constant!r} counts/V is not a positive number")
     return float(calibration_constant)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +20,8 @@ from opq.domain.constants import (
 from opq.domain.filters import DECIMATED_RATE_HZ, DECIMATION, decimate, lowpass_delay_samples
 from opq.domain.waveform import as_blocks
 
-_SMOOTHING_TAPS = 21  # ±0.5 cycle at 1.2 kHz
+SMOOTHING_TAPS: Final = 21
+"""Taps of the frequency path's 80 Hz low-pass at 1.2 kHz (±0.5 cycle): it needs 10 samples each side."""
 _NEIGHBOUR_STEP_RATIO = 0.8  # even harmonics make rising and falling steps differ by a few %
 _SMOOTHING_CUTOFF_HZ = 80.0
 _HALF_PERIOD_SAMPLES = SAMPLE_RATE_HZ / (2 * NOMINAL_FREQUENCY_HZ)  # nominal [samples]
@@ -32,7 +34,7 @@ def _smoothing_taps() -> npt.NDArray[np.float64]:
 
     It leaves a near-pure fundamental: noise and harmonics 3 and up are what bend crossings.
     """
-    taps = signal.firwin(_SMOOTHING_TAPS, _SMOOTHING_CUTOFF_HZ, fs=DECIMATED_RATE_HZ)
+    taps = signal.firwin(SMOOTHING_TAPS, _SMOOTHING_CUTOFF_HZ, fs=DECIMATED_RATE_HZ)
     _, response = signal.freqz(taps, worN=[NOMINAL_FREQUENCY_HZ], fs=DECIMATED_RATE_HZ)
     taps = np.asarray(taps / abs(response[0]), dtype=np.float64)
     taps.setflags(write=False)
@@ -122,24 +124,48 @@ def crossings_of_decimated(
     if decimated.ndim == 1:
         time, rising = _crossings_of_one(np.convolve(decimated, taps, "valid"), min_vrms_v)
         return np.zeros(len(time), dtype=np.intp), time, rising
-    # scipy's correlate1d filters every row in one compiled pass; only outputs whose taps all lie
-    # inside the row are used (as `np.convolve(..., "valid")` for one row): from `half` on.
-    half = len(taps) // 2
     rows = np.reshape(decimated, (-1, decimated.shape[-1]))
-    width = rows.shape[-1]
-    filtered = ndimage.correlate1d(rows, taps, axis=-1, mode="constant")
-    negative = filtered < 0
+    return crossings_of_smoothed(smooth_decimated(rows), min_vrms_v)
+
+
+def smooth_decimated(decimated: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The 80 Hz low-pass of each row of a 2-D `filters.decimate` output, where its taps fit inside.
+
+    Output i is centred on decimated sample i + 10 (as `np.convolve(..., "valid")` of one row),
+    so a row of W samples gives W − 20 (none if shorter than the filter). Rows may be strided
+    views (a cohort's rolling history): scipy's correlate1d filters every row in one compiled pass,
+    and each output depends on its 21 inputs alone, so filtering a stretch at a time gives the
+    values of the whole.
+    """
+    half = SMOOTHING_TAPS // 2
+    if decimated.shape[-1] < SMOOTHING_TAPS:
+        return np.zeros((*decimated.shape[:-1], 0))
+    filtered = ndimage.correlate1d(decimated, _smoothing_taps(), axis=-1, mode="constant")
+    return np.asarray(filtered[..., half:-half], dtype=np.float64)
+
+
+def crossings_of_smoothed(
+    smoothed: npt.NDArray[np.float64], min_vrms_v: float
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None:
+    """`crossings_of_decimated` of decimated rows whose `smooth_decimated` the caller already has.
+
+    `smoothed` is that output (rows may be strided views of a longer history); `time` counts
+    12 kHz samples from the first sample of the waveform the decimated rows came from, as
+    `crossings_of_decimated` of them would. None for rows without a sample.
+    """
+    if smoothed.shape[-1] == 0:
+        return None
+    if smoothed.shape[-1] == 1:  # no pair of samples: no crossing (and no division by 0 below)
+        empty = np.zeros(0, dtype=np.intp)
+        return empty, np.zeros(0), np.zeros(0, dtype=np.bool_)
+    negative = smoothed < 0
     # Sign changes first, then their steepness: the large arrays see three passes, the few
     # candidates the rest.
     candidate = np.flatnonzero(negative[:, 1:] != negative[:, :-1])
-    row, index = np.divmod(candidate, width - 1)
-    inside = (index >= half) & (index < width - half - 1)
-    row, index = row[inside], index[inside]
-    flat = filtered.ravel()
-    at = row * width + index
-    before, after = flat[at], flat[at + 1]
+    row, index = np.divmod(candidate, smoothed.shape[-1] - 1)
+    before, after = smoothed[row, index], smoothed[row, index + 1]
     steep = np.abs(after - before) >= _min_step(min_vrms_v)
-    row, index, before, after = row[steep], index[steep] - half, before[steep], after[steep]
+    row, index, before, after = row[steep], index[steep], before[steep], after[steep]
     # Where the amplitude collapses or returns (an interruption, a deep sag), the filters smear the
     # edge and bend the nearest crossings; a crossing shallower than 80 % of a neighbour is dropped.
     # Dropping costs nothing: the half-cycle counts bridge gaps.
@@ -188,7 +214,7 @@ def _crossing_time(
 
 def _smoothed_offset_samples() -> float:
     """Input sample [12 kHz] on which smoothed[..., 0] is centred: both linear-phase filters' delays."""
-    return DECIMATION * (_SMOOTHING_TAPS - 1) / 2 + lowpass_delay_samples()
+    return DECIMATION * (SMOOTHING_TAPS - 1) / 2 + lowpass_delay_samples()
 
 
 def frequency_of_crossings(

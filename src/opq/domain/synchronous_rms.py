@@ -86,17 +86,21 @@ def rms_over_periods(
     np.maximum(first[..., :1], 0.0, out=first[..., :1])  # longer than the array: the whole array
     low, high = (0, n_cycles) if cycles is None else cycles
     edges = edges[..., low:high]
+    # Only the first and last cycle's periods can be moved (and reach twice as far): cycles
+    # inside the array need half the neighbourhood, and so half the work.
+    reach = _EDGE_REACH if low == 0 or high == n_cycles else _INTERIOR_REACH
 
     blocks = samples.reshape(*lead_shape, n_cycles, SAMPLES_PER_CYCLE)[..., low:high, :]
     cycle_sums = np.einsum("...ci,...ci->...c", blocks, blocks)
     # Samples around each cycle's start and end, (..., 2, cycles, 2 · reach); indices past the
     # array's ends are clipped, which is harmless: every edge lies inside, so they weigh 0.
-    near = samples[..., _edge_neighbourhoods(n_cycles)[:, low:high]]
+    near = samples[..., _edge_neighbourhoods(n_cycles, reach)[:, low:high]]
     np.square(near, out=near)
-    weights = np.subtract(edges[..., np.newaxis], _NEIGHBOUR_OFFSETS)
+    offsets, before = _neighbour_offsets(reach)
+    weights = np.subtract(edges[..., np.newaxis], offsets)
     np.maximum(weights, 0.0, out=weights)
     np.minimum(weights, 1.0, out=weights)
-    weights -= _NEIGHBOUR_BEFORE
+    weights -= before
     moved = np.einsum("...kcj,...kcj->...kc", near, weights)  # Σ v² from each boundary to its edge
     mean_square = (cycle_sums - moved[..., 0, :] + moved[..., 1, :]) / (
         SAMPLES_PER_CYCLE - edges[..., 0, :] + edges[..., 1, :]
@@ -109,16 +113,27 @@ def rms_over_periods(
 _EDGE_REACH: Final = 24
 """Samples either side of a cycle boundary a period's edge can be: (222.2 − 200) / 2 = 11.1 at 54 Hz,
 twice that for the first or last cycle, whose period is moved inside the array."""
-_NEIGHBOUR_OFFSETS: Final = np.arange(-_EDGE_REACH, _EDGE_REACH, dtype=np.float64)
-_NEIGHBOUR_BEFORE: Final = np.minimum(np.maximum(-_NEIGHBOUR_OFFSETS, 0.0), 1.0)
+_INTERIOR_REACH: Final = 12
+"""The same for a cycle that is neither the first nor the last: its period is not moved, so its
+edges are within 11.1 samples of the boundary and samples 12 or more away weigh 0."""
+
+
+@functools.cache
+def _neighbour_offsets(reach: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Offsets [−reach, reach) from a boundary, and 1 for those before it (they are in the cycle before)."""
+    offsets = np.arange(-reach, reach, dtype=np.float64)
+    before = np.minimum(np.maximum(-offsets, 0.0), 1.0)
+    offsets.setflags(write=False)
+    before.setflags(write=False)
+    return offsets, before
 
 
 @functools.lru_cache(maxsize=64)
-def _edge_neighbourhoods(n_cycles: int) -> npt.NDArray[np.intp]:
-    """Indices (2, cycles, 48) of the samples around each cycle's start and end, clipped to the array."""
+def _edge_neighbourhoods(n_cycles: int, reach: int) -> npt.NDArray[np.intp]:
+    """Indices (2, cycles, 2·reach) of the samples around each cycle's start and end, clipped to the array."""
     boundaries = SAMPLES_PER_CYCLE * np.arange(n_cycles + 1)
     around = np.clip(
-        boundaries[:, np.newaxis] + np.arange(-_EDGE_REACH, _EDGE_REACH), 0, n_cycles * SAMPLES_PER_CYCLE - 1
+        boundaries[:, np.newaxis] + np.arange(-reach, reach), 0, n_cycles * SAMPLES_PER_CYCLE - 1
     )
     indices = np.stack([around[:-1], around[1:]])
     indices.setflags(write=False)
