@@ -11,10 +11,10 @@ import numpy as np
 
 from opq.box.measuring import MeasurementBuilder
 from opq.box.source import SampleSource
-from opq.config import MakaiSettings
+from opq.config import MakaiSettings, MaukaSettings
 from opq.makai.capture import CapturePlanner
 from opq.makai.triggering import limits_of
-from opq.mauka.frequency_incidents import stream_finding
+from opq.mauka.frequency_incidents import stream_finding, stream_limits
 from opq.mauka.frequency_stream import FrequencyStreamTracker, StreamLimits, same_variation
 from opq.mauka.plugin import Finding, Plugin, Waveform
 from opq.protocol import BoxMeasurement
@@ -63,8 +63,7 @@ def analyze_recording(
     thresholds: TriggerThresholds | None = None,
     settings: MakaiSettings | None = None,
     cycles_per_measurement: int = 10,
-    stream_limits: StreamLimits | None = None,
-    frequency_from_measurements: bool = True,
+    mauka: MaukaSettings | None = None,
 ) -> OfflineAnalysis:
     """Run a recording (or any box source) through what a box, Makai and Mauka would do, in memory.
 
@@ -72,8 +71,8 @@ def analyze_recording(
     measurements go through Makai's triggering with `thresholds` (the store's defaults if None),
     each capture window is cut from the recording as a box would answer a `GetData`, and every
     plugin analyses each capture's waveform. A plugin that raises is recorded in the capture's
-    `failures`; the others still run. Unless `frequency_from_measurements` is off, the measurements
-    also go through Mauka's frequency tracker (`stream_limits`, its defaults if None); a variation
+    `failures`; the others still run. Unless `mauka.frequency_from_measurements` is off, the
+    measurements also go through Mauka's frequency tracker (with `mauka`'s limits); a variation
     it finds is kept unless a capture's plugin reported the same one, as Mauka's host keeps one
     incident per variation (`opq.mauka.frequency_incidents`).
     """
@@ -111,7 +110,10 @@ def analyze_recording(
         for request in _whole_anomalies(requests)
     ]
     captured = [f for c in captures for f in c.findings if f.measurement_type == "FREQUENCY"]
-    from_measurements = _stream_findings(measurements, stream_limits) if frequency_from_measurements else []
+    mauka = mauka or MaukaSettings()
+    from_measurements = (
+        _stream_findings(measurements, stream_limits(mauka)) if mauka.frequency_from_measurements else []
+    )
     streamed = [f for f in from_measurements if not any(_same_variation(f, other) for other in captured)]
     start_ms = int(timestamps_ms[0]) if cycles else 0
     return OfflineAnalysis(
@@ -119,7 +121,7 @@ def analyze_recording(
     )
 
 
-def _stream_findings(measurements: Sequence[BoxMeasurement], limits: StreamLimits | None) -> list[Finding]:
+def _stream_findings(measurements: Sequence[BoxMeasurement], limits: StreamLimits) -> list[Finding]:
     """The frequency variations Mauka's host would find in the measurements; the recording's end
     closes one still in progress, as Mauka's stop does."""
     tracker = FrequencyStreamTracker(limits)

@@ -37,7 +37,6 @@ from opq.box.scenario import scenario_from_dict
 from opq.box.simulator import Simulator
 from opq.box.source import SampleSource
 from opq.config import MakaiSettings, MaukaSettings
-from opq.mauka.frequency_incidents import stream_limits
 from opq.mauka.outage import OutageTracker
 from opq.mauka.plugin import Finding, Plugin
 from opq.mauka.registry import load_plugins
@@ -138,8 +137,7 @@ def run_case(
         plugins,
         settings=makai,
         cycles_per_measurement=CYCLES_PER_MEASUREMENT,
-        stream_limits=stream_limits(mauka),
-        frequency_from_measurements=mauka.frequency_from_measurements,
+        mauka=mauka,
     )
     times_ms = measurement_times_ms(simulator)
     findings = analysis.findings + outage_findings(

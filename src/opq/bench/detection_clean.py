@@ -17,7 +17,6 @@ from opq.box.simulator import Simulator
 from opq.box.source import SourceCycle
 from opq.config import MakaiSettings, MaukaSettings
 from opq.domain.constants import SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE
-from opq.mauka.frequency_incidents import stream_limits
 from opq.mauka.plugin import Finding, Plugin
 
 ProgressFn = Callable[[str], None]
@@ -111,8 +110,7 @@ def run_clean(
                 plugins,
                 settings=makai,
                 cycles_per_measurement=CYCLES_PER_MEASUREMENT,
-                stream_limits=stream_limits(mauka),
-                frequency_from_measurements=mauka.frequency_from_measurements,
+                mauka=mauka,
             )
             measurements += analysis.measurements
             abnormal += analysis.abnormal_measurements

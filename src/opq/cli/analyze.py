@@ -12,7 +12,6 @@ from opq.app.offline import OfflineAnalysis, analyze_recording
 from opq.box.recordings import Scale
 from opq.box.replay import RecordingSource
 from opq.cli.context import iso_time, print_json, print_table, settings_of
-from opq.mauka.frequency_incidents import stream_limits
 from opq.mauka.registry import load_plugins
 
 
@@ -38,8 +37,7 @@ def analyze(
         source,
         load_plugins(settings.mauka),
         settings=settings.makai,
-        stream_limits=stream_limits(settings.mauka),
-        frequency_from_measurements=settings.mauka.frequency_from_measurements,
+        mauka=settings.mauka,
     )
     if as_json:
         print_json(_document(recording, result))

@@ -42,8 +42,8 @@ _NOBLOCK: Final = int(zmq.NOBLOCK)
 """As a plain int: pyzmq's flag enums cost a microsecond a call."""
 _GATHER_S: Final = 0.01
 """After a batch short of `_DRAIN`, how long to let measurements gather before the next: a batch
-costs about a hundred numpy calls whatever its size, so taking them a few at a time would cost
-more CPU than the measurements themselves (and 10 ms is nothing beside the 250-ms writes)."""
+costs about a hundred numpy calls whatever its size, so batches of a few messages are kept from
+forming at low rates (10 ms is nothing beside the 250-ms writes)."""
 _MAX_MEASUREMENTS_PER_BOX_S: Final = 60
 """A box measuring every cycle sends 60 a second; more is a broken or hostile box."""
 
