@@ -11,39 +11,15 @@ alone, to floating-point rounding.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
 
+from opq.domain.compiled_span import span_rows, thd_of_spectra, weigh_frames
 from opq.domain.constants import INTERRUPTION_VRMS_V, SAMPLES_PER_CYCLE
-from opq.domain.filters import decimate
-from opq.domain.frequency import (
-    crossings_of_decimated,
-    crossings_of_smoothed,
-    frequency_of_crossings_per_row,
-)
-from opq.domain.harmonics import flattop_window, thd_of_spectrum
-from opq.domain.metrics import transient_of_decimated
 from opq.domain.span_metrics import SpanMetrics, default_period_windows
-from opq.domain.synchronous_rms import period_samples, rms_over_periods
-
-
-@dataclass(frozen=True)
-class FilteredRows:
-    """The low-rate filters' outputs of (boxes, samples) rows, which a caller keeping history has already.
-
-    A cohort filters each cycle once as it arrives and keeps the outputs with its samples, so a
-    span that overlaps the previous one (a tick's windows reach back) is not filtered again.
-    """
-
-    decimated: npt.NDArray[np.float64]
-    """`filters.decimate` of the rows (boxes, samples / 10 − 8); rows may be strided views."""
-    smoothed: npt.NDArray[np.float64]
-    """`frequency.smooth_decimated` of `decimated` (boxes, samples / 10 − 28)."""
 
 
 def fleet_span_metrics(
@@ -53,7 +29,7 @@ def fleet_span_metrics(
     *,
     period_windows: Sequence[int] | None = None,
     measured_cycles: tuple[int, int] | None = None,
-    filtered: FilteredRows | None = None,
+    span_cycles: tuple[int, int] | None = None,
     min_vrms_v: float = INTERRUPTION_VRMS_V,
 ) -> SpanMetrics:
     """`span_metrics` of each row of a (boxes, samples) array [V]; every row has the same windows.
@@ -61,100 +37,30 @@ def fleet_span_metrics(
     The results have a leading boxes axis: `rms_v` and `transient_v` (boxes, cycles),
     `frequency_hz` (boxes, frequency windows), `thd_ratio` (boxes, THD windows). With
     `measured_cycles` = (first, stop), the RMS and transient of the cycles outside it (the context
-    a span carries) are not computed and read NaN. With `filtered`, the rows' filter outputs are
-    taken from it instead of computed. Rows may be strided (a view of a longer history); only
-    the samples of a row need to be contiguous, so the span is not copied.
+    a span carries) are not computed and read NaN. With `span_cycles` = (first, stop), the span is
+    those cycles of each row (a cohort's history holds more), and every other cycle number counts
+    from its first; a C-contiguous `samples_v` is then not copied.
     """
-    samples_v = np.asarray(samples_v, dtype=np.float64)
+    samples_v = np.ascontiguousarray(samples_v, dtype=np.float64)
     if samples_v.ndim != 2:
         raise ValueError(f"samples_v has shape {samples_v.shape}; expected (boxes, samples)")
-    if samples_v.strides[-1] != samples_v.itemsize:
-        samples_v = np.ascontiguousarray(samples_v)
-    n_boxes, n_samples = samples_v.shape
-    step = max(1, CHUNK_SAMPLES // max(n_samples, 1))
-    if n_boxes <= step:
-        return _span_metrics_of_rows(
-            samples_v, frequency_windows, thd_windows, period_windows, measured_cycles, filtered, min_vrms_v
-        )
-    parts = [
-        _span_metrics_of_rows(
-            samples_v[low : low + step],
-            frequency_windows,
-            thd_windows,
-            period_windows,
-            measured_cycles,
-            None
-            if filtered is None
-            else FilteredRows(filtered.decimated[low : low + step], filtered.smoothed[low : low + step]),
-            min_vrms_v,
-        )
-        for low in range(0, n_boxes, step)
-    ]
-    return SpanMetrics(
-        rms_v=np.concatenate([part.rms_v for part in parts]),
-        transient_v=np.concatenate([part.transient_v for part in parts]),
-        frequency_hz=np.concatenate([part.frequency_hz for part in parts]),
-        thd_ratio=np.concatenate([part.thd_ratio for part in parts]),
-    )
-
-
-CHUNK_SAMPLES = 1 << 20
-"""Most samples computed together (8 MB a float64 array): a bound on memory, not a speed-up; with
-the allocator keeping freed memory (`opq.box.signal_meter.retain_freed_memory`), larger batches
-cost no more per box, and smaller ones pay the numpy calls more often."""
-
-
-def _span_metrics_of_rows(
-    samples_v: npt.NDArray[np.float64],
-    frequency_windows: Sequence[tuple[int, int]],
-    thd_windows: Sequence[tuple[int, int]],
-    period_windows: Sequence[int] | None,
-    measured_cycles: tuple[int, int] | None,
-    filtered: FilteredRows | None,
-    min_vrms_v: float,
-) -> SpanMetrics:
-    n_boxes, n_samples = samples_v.shape
-    n_cycles = n_samples // SAMPLES_PER_CYCLE
-    decimated = decimate(samples_v) if filtered is None else filtered.decimated
-    smoothed = None if filtered is None else filtered.smoothed
-    frequency_hz = _frequency_per_window(decimated, smoothed, n_boxes, frequency_windows, min_vrms_v)
+    low, high = span_cycles or (0, samples_v.shape[-1] // SAMPLES_PER_CYCLE)
     if period_windows is None:
-        period_windows = default_period_windows(n_cycles, frequency_windows)
-    # Each box's windows' periods, then a last column for −1: the nominal period.
-    periods = np.full((n_boxes, len(frequency_windows) + 1), float(SAMPLES_PER_CYCLE))
-    periods[:, :-1] = period_samples(frequency_hz)
-    first, stop = (0, n_cycles) if measured_cycles is None else measured_cycles
-    rms_v = np.full((n_boxes, n_cycles), np.nan)
-    rms_v[:, first:stop] = rms_over_periods(samples_v, periods[:, period_windows], (first, stop))
-    transient_v = np.full((n_boxes, n_cycles), np.nan)
-    transient_v[:, first:stop] = transient_of_decimated(samples_v, decimated, (first, stop))
+        period_windows = default_period_windows(high - low, frequency_windows)
+    rms_v, transient_v, frequency_hz = span_rows(
+        samples_v,
+        (low, high),
+        frequency_windows,
+        period_windows,
+        measured_cycles or (0, high - low),
+        min_vrms_v,
+    )
     return SpanMetrics(
         rms_v=rms_v,
         transient_v=transient_v,
         frequency_hz=frequency_hz,
-        thd_ratio=_thd_per_window(samples_v, thd_windows, min_vrms_v),
+        thd_ratio=_thd_per_window(samples_v, [(low + a, low + b) for a, b in thd_windows], min_vrms_v),
     )
-
-
-def _frequency_per_window(
-    decimated: npt.NDArray[np.float64],
-    smoothed: npt.NDArray[np.float64] | None,
-    n_boxes: int,
-    windows: Sequence[tuple[int, int]],
-    min_vrms_v: float,
-) -> npt.NDArray[np.float64]:
-    if len(windows) == 0:
-        return np.empty((n_boxes, 0))
-    crossings = (
-        crossings_of_decimated(decimated, min_vrms_v)
-        if smoothed is None
-        else crossings_of_smoothed(smoothed, min_vrms_v)
-    )
-    if crossings is None:
-        return np.full((n_boxes, len(windows)), np.nan)
-    row, time, rising = crossings
-    starts, stops = np.array(windows, dtype=np.float64).T * SAMPLES_PER_CYCLE
-    return frequency_of_crossings_per_row(row, time, rising, n_boxes, starts, stops)
 
 
 def _thd_per_window(
@@ -162,42 +68,30 @@ def _thd_per_window(
 ) -> npt.NDArray[np.float64]:
     """THD (boxes, windows), each window of every box straight from the samples, a batch of boxes per FFT.
 
-    The frames are weighed from strided views into a buffer reused for every batch (a fleet's
-    frames at once would be megabytes of fresh memory, whose page faults cost more than the FFT),
-    in float32: scipy's single-precision FFT takes 0.7 of the time of numpy's double one, and
-    rounding to 24 bits moves a THD by under 1e-6 (0.0001 percentage point; the harmonics are
-    read 50 bins at a time and the flat-top's side lobes are at −90 dB, far above float32's
-    −140 dB), so the values match `span_metrics`'s to 1e-6, not to float64's rounding.
+    The frames are weighed into a buffer reused for every batch (a fleet's frames at once would
+    be megabytes of fresh memory, whose page faults cost more than the FFT), in float32: scipy's
+    single-precision FFT takes 0.7 of the time of numpy's double one, and rounding to 24 bits
+    moves a THD by under 1e-6 (0.0001 percentage point; the harmonics are read 50 bins at a time
+    and the flat-top's side lobes are at −90 dB, far above float32's −140 dB), so the values
+    match `span_metrics`'s to 1e-6, not to float64's rounding.
     """
     n_boxes = len(samples_v)
     thd = np.full((n_boxes, len(windows)), np.nan)
     for column, (first, stop) in enumerate(windows):
-        n_window = (stop - first) * SAMPLES_PER_CYCLE
-        frames = samples_v[:, first * SAMPLES_PER_CYCLE : stop * SAMPLES_PER_CYCLE]
-        window = _flattop_float32(n_window)
-        weighed = np.empty((min(n_boxes, _BOXES_PER_FFT), n_window), dtype=np.float32)
+        n_cycles = stop - first
+        weighed = np.empty((min(n_boxes, _BOXES_PER_FFT), n_cycles * SAMPLES_PER_CYCLE), dtype=np.float32)
         for low in range(0, n_boxes, _BOXES_PER_FFT):
             high = min(low + _BOXES_PER_FFT, n_boxes)
             batch = weighed[: high - low]
-            # Rounded to float32 first, then weighed in float32: half the time of a float64
-            # product cast on the way out, and the same 24-bit rounding as far as a THD can tell.
-            batch[...] = frames[low:high]
-            np.multiply(batch, window, out=batch)
-            spectrum = scipy.fft.rfft(batch, axis=-1)
-            thd[low:high, column] = thd_of_spectrum(spectrum, n_window, min_vrms_v=min_vrms_v)
+            weigh_frames(samples_v[low:high], [first], n_cycles, batch)
+            thd[low:high, column] = thd_of_spectra(
+                scipy.fft.rfft(batch, axis=-1), batch.shape[-1], min_vrms_v
+            )
     return thd
 
 
-@functools.cache
-def _flattop_float32(n_samples: int) -> npt.NDArray[np.float32]:
-    window = flattop_window(n_samples).astype(np.float32)
-    window.setflags(write=False)
-    return window
-
-
 _BOXES_PER_FFT = 128
-"""Frames per FFT call: 128 weighed frames of 12 cycles are 1.2 MB (float32), reused for every
-batch; fewer frames a call pay the calls of `thd_of_spectrum` more often (32: 20 % slower overall)."""
+"""Frames per FFT call: 128 weighed frames of 12 cycles are 1.2 MB (float32), reused for every batch."""
 
 
 def group_summaries(

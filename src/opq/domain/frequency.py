@@ -29,7 +29,7 @@ _OMEGA_RAD = 2 * math.pi * NOMINAL_FREQUENCY_HZ / DECIMATED_RATE_HZ  # per 1.2 k
 
 
 @functools.cache
-def _smoothing_taps() -> npt.NDArray[np.float64]:
+def smoothing_taps() -> npt.NDArray[np.float64]:
     """Linear-phase low-pass at 1.2 kHz (Hamming, 21 taps, 80 Hz), gain 1 at 60 Hz.
 
     It leaves a near-pure fundamental: noise and harmonics 3 and up are what bend crossings.
@@ -118,7 +118,7 @@ def crossings_of_decimated(
     `time` is in samples of the 12 kHz input from its first sample; see `frequency_per_window` for
     how crossings are found and which are left out. None if the array is shorter than the filter.
     """
-    taps = _smoothing_taps()
+    taps = smoothing_taps()
     if decimated.shape[-1] < len(taps):
         return None
     if decimated.ndim == 1:
@@ -140,7 +140,7 @@ def smooth_decimated(decimated: npt.NDArray[np.float64]) -> npt.NDArray[np.float
     half = SMOOTHING_TAPS // 2
     if decimated.shape[-1] < SMOOTHING_TAPS:
         return np.zeros((*decimated.shape[:-1], 0))
-    filtered = ndimage.correlate1d(decimated, _smoothing_taps(), axis=-1, mode="constant")
+    filtered = ndimage.correlate1d(decimated, smoothing_taps(), axis=-1, mode="constant")
     return np.asarray(filtered[..., half:-half], dtype=np.float64)
 
 
@@ -164,7 +164,7 @@ def crossings_of_smoothed(
     candidate = np.flatnonzero(negative[:, 1:] != negative[:, :-1])
     row, index = np.divmod(candidate, smoothed.shape[-1] - 1)
     before, after = smoothed[row, index], smoothed[row, index + 1]
-    steep = np.abs(after - before) >= _min_step(min_vrms_v)
+    steep = np.abs(after - before) >= min_crossing_step(min_vrms_v)
     row, index, before, after = row[steep], index[steep], before[steep], after[steep]
     # Where the amplitude collapses or returns (an interruption, a deep sag), the filters smear the
     # edge and bend the nearest crossings; a crossing shallower than 80 % of a neighbour is dropped.
@@ -185,7 +185,7 @@ def _crossings_of_one(
     """`crossings_of_decimated` of one smoothed waveform: the same rules in fewer numpy calls."""
     negative = smoothed < 0
     step = np.abs(np.diff(smoothed))
-    index = np.flatnonzero((negative[1:] != negative[:-1]) & (step >= _min_step(min_vrms_v)))
+    index = np.flatnonzero((negative[1:] != negative[:-1]) & (step >= min_crossing_step(min_vrms_v)))
     depth = np.zeros(len(index) + 2)
     depth[1:-1] = step[index]
     keep = depth[1:-1] >= _NEIGHBOUR_STEP_RATIO * np.maximum(depth[:-2], depth[2:])
@@ -194,7 +194,7 @@ def _crossings_of_one(
     return _crossing_time(index, before, after), after >= 0
 
 
-def _min_step(min_vrms_v: float) -> float:
+def min_crossing_step(min_vrms_v: float) -> float:
     """Least step between the samples either side of a crossing of a sine of `min_vrms_v` [V rms]."""
     # A sine of peak A crossing zero between two samples steps by at least A·sin(ω).
     return math.sqrt(2) * min_vrms_v * math.sin(_OMEGA_RAD)

@@ -19,7 +19,8 @@ from opq.domain.constants import (
 )
 from opq.domain.waveform import as_blocks
 
-_CENTROID_HALF_WIDTH_BINS = 5  # the flat-top window's main lobe is ±5 bins
+CENTROID_HALF_WIDTH_BINS = 5
+"""Bins either side of nominal whose power centroid is the fundamental: the flat-top's main lobe."""
 
 
 @functools.cache
@@ -184,8 +185,8 @@ def _centroid_bin(
     holds all but ~1e-6 of the fundamental's power and nothing of the harmonics' main lobes;
     the centroid is then within 1e-4 bin of the truth.
     """
-    low = max(round(nominal_bin) - _CENTROID_HALF_WIDTH_BINS, 0)
-    near = spectrum[:, low : round(nominal_bin) + _CENTROID_HALF_WIDTH_BINS + 1]
+    low = max(round(nominal_bin) - CENTROID_HALF_WIDTH_BINS, 0)
+    near = spectrum[:, low : round(nominal_bin) + CENTROID_HALF_WIDTH_BINS + 1]
     total, moment = (np.square(np.abs(near)) @ _centroid_basis(low, near.shape[-1])).T
     centroid: npt.NDArray[np.float64] = np.divide(
         moment, total, out=np.full(len(total), np.nan), where=total > 0

@@ -16,13 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import scipy.fft
 
+from opq.domain.compiled_span import span_rows, thd_of_spectra, weigh_frames
 from opq.domain.constants import INTERRUPTION_VRMS_V, SAMPLES_PER_CYCLE
-from opq.domain.filters import decimate
-from opq.domain.frequency import crossings_of_decimated, frequency_of_crossings
-from opq.domain.harmonics import thd_of_frames
-from opq.domain.metrics import transient_of_decimated
-from opq.domain.synchronous_rms import period_samples, rms_over_periods
 
 
 @dataclass(frozen=True)
@@ -55,18 +52,17 @@ def span_metrics(
     nominal period, i.e. the box cycle itself); by default, of the last window covering it.
     Windows come as Python pairs: a box has a few, and arrays of them would cost more to build.
     """
-    samples_v = np.ascontiguousarray(samples_v, dtype=np.float64)  # the THD frames are a view of it
+    samples_v = np.ascontiguousarray(samples_v, dtype=np.float64)
     n_cycles = len(samples_v) // SAMPLES_PER_CYCLE
-    decimated = decimate(samples_v)
-    frequency_hz = _frequency_per_window(decimated, frequency_windows, min_vrms_v)
     if period_windows is None:
         period_windows = default_period_windows(n_cycles, frequency_windows)
-    # The windows' periods (a few) then one look-up; the extra last one, for −1, is the nominal period.
-    periods = np.append(period_samples(frequency_hz), float(SAMPLES_PER_CYCLE))
+    rms_v, transient_v, frequency_hz = span_rows(
+        samples_v[np.newaxis], (0, n_cycles), frequency_windows, period_windows, (0, n_cycles), min_vrms_v
+    )
     return SpanMetrics(
-        rms_v=rms_over_periods(samples_v, periods[period_windows]),
-        transient_v=transient_of_decimated(samples_v, decimated),
-        frequency_hz=frequency_hz,
+        rms_v=rms_v[0],
+        transient_v=transient_v[0],
+        frequency_hz=frequency_hz[0],
         thd_ratio=_thd_per_window(samples_v, thd_windows, min_vrms_v),
     )
 
@@ -79,35 +75,15 @@ def default_period_windows(n_cycles: int, frequency_windows: Sequence[tuple[int,
     return period_windows
 
 
-def _frequency_per_window(
-    decimated: npt.NDArray[np.float64], windows: Sequence[tuple[int, int]], min_vrms_v: float
-) -> npt.NDArray[np.float64]:
-    if len(windows) == 0:
-        return np.empty(0)
-    crossings = crossings_of_decimated(decimated, min_vrms_v)
-    if crossings is None:
-        return np.full(len(windows), np.nan)
-    _, time, rising = crossings
-    starts, stops = np.array(windows, dtype=np.float64).T * SAMPLES_PER_CYCLE
-    return frequency_of_crossings(time, rising, starts, stops)
-
-
 def _thd_per_window(
     samples_v: npt.NDArray[np.float64], windows: Sequence[tuple[int, int]], min_vrms_v: float
 ) -> npt.NDArray[np.float64]:
     """THD of each window, the windows of one length framed together and sent through one FFT."""
-    n_cycles = len(samples_v) // SAMPLES_PER_CYCLE
     lengths = [stop - first for first, stop in windows]
     thd = np.full(len(windows), np.nan)
     for length in sorted(set(lengths)):  # all but a window cut short at a stream's start: one length
         rows = [row for row, other in enumerate(lengths) if other == length]
-        # Every window of `length` cycles that starts on a cycle, as a view; the rows asked for are copied.
-        every = np.ndarray(
-            (n_cycles - length + 1, length * SAMPLES_PER_CYCLE),
-            samples_v.dtype,
-            samples_v,
-            0,
-            (SAMPLES_PER_CYCLE * samples_v.itemsize, samples_v.itemsize),
-        )
-        thd[rows] = thd_of_frames(every[[windows[row][0] for row in rows]], min_vrms_v=min_vrms_v)
+        frames = np.empty((len(rows), length * SAMPLES_PER_CYCLE))
+        weigh_frames(samples_v[np.newaxis], [windows[row][0] for row in rows], length, frames)
+        thd[rows] = thd_of_spectra(scipy.fft.rfft(frames), frames.shape[-1], min_vrms_v)
     return thd

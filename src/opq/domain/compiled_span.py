@@ -1,0 +1,387 @@
+"""The rms, f and trans of a span's cycles and windows in compiled loops: a few calls a span.
+
+`span_metrics` and `fleet_span_metrics` define the box metrics of a span with numpy; a box
+measuring six times a second pays their couple of hundred numpy calls per measurement, which
+cost far more than the arithmetic (a second is 12,000 samples). Here each row of a span goes
+through one compiled pass (numba): the low-pass and decimation, the smoothing and zero crossings
+of the frequency fit, the synchronous RMS and the high-pass transient, with the same filters and
+rules (`filters`, `frequency`, `synchronous_rms`, `metrics`), so the values are theirs to
+floating-point rounding. THD stays with an FFT (`harmonics`): scipy's is quicker than any loop.
+
+Compiled code is cached next to this file (numba's `cache=True`), so a process compiles it once
+per machine, not once per start.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar, cast
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from opq.domain.constants import NOMINAL_FREQUENCY_HZ, SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE, THD_MAX_HARMONIC
+from opq.domain.filters import (
+    DECIMATED_RATE_HZ,
+    DECIMATION,
+    EDGE_SAMPLES,
+    lowpass_delay_samples,
+    lowpass_taps,
+)
+from opq.domain.frequency import SMOOTHING_TAPS, min_crossing_step, smoothing_taps
+from opq.domain.harmonics import CENTROID_HALF_WIDTH_BINS, flattop_window
+from opq.domain.synchronous_rms import PERIOD_FREQUENCY_RANGE_HZ
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def _compiled(function: _Function) -> _Function:
+    # Reassociation lets the compiler vectorize the filters' sums; NaN and infinities keep their meaning.
+    return cast(_Function, numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})(function))
+
+
+_OMEGA_RAD: Final = 2 * math.pi * NOMINAL_FREQUENCY_HZ / DECIMATED_RATE_HZ  # per 1.2 kHz sample
+_SIN_OMEGA: Final = math.sin(_OMEGA_RAD)
+_COS_OMEGA: Final = math.cos(_OMEGA_RAD)
+_HALF_PERIOD_SAMPLES: Final = SAMPLE_RATE_HZ / (2 * NOMINAL_FREQUENCY_HZ)
+_NEIGHBOUR_STEP_RATIO: Final = 0.8
+_SMOOTHED_OFFSET_SAMPLES: Final = DECIMATION * (SMOOTHING_TAPS - 1) / 2 + lowpass_delay_samples()
+_LOWEST_HZ, _HIGHEST_HZ = PERIOD_FREQUENCY_RANGE_HZ
+_TAPS_PER_PHASE: Final = len(lowpass_taps()) // DECIMATION
+
+
+@functools.cache
+def _filters() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(low-pass taps, interpolation phases (9, 10), smoothing taps), contiguous for the loops."""
+    taps = np.ascontiguousarray(lowpass_taps())
+    # phases[q, r] = 10·taps[10·(8 − q) + r]: interpolated sample 10·k + r = Σ_q phases[q, r]·d[k + q].
+    phases = np.ascontiguousarray(DECIMATION * taps.reshape(_TAPS_PER_PHASE, DECIMATION)[::-1])
+    return taps, phases, np.ascontiguousarray(smoothing_taps())
+
+
+def span_rows(
+    samples_v: npt.NDArray[np.float64],
+    span_cycles: tuple[int, int],
+    frequency_windows: Sequence[tuple[int, int]],
+    period_windows: Sequence[int],
+    measured_cycles: tuple[int, int],
+    min_vrms_v: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(rms (rows, cycles), trans (rows, cycles), f (rows, windows)) of cycles `span_cycles` of each row [V].
+
+    The definitions of `span_metrics` for the span (first, stop) of every row of `samples_v`:
+    windows are (first, stop) cycles from the span's start, cycle c's RMS is over one period of
+    window `period_windows[c]`'s frequency (−1: the nominal period), and only cycles in
+    `measured_cycles` = (first, stop) get an RMS and a transient (the others read NaN).
+    `samples_v` is C-contiguous (a cohort's whole history): the loops then run on contiguous
+    memory, which they need to be quick, and the span is not copied.
+    """
+    low, high = span_cycles
+    n_cycles = high - low
+    n_rows = len(samples_v)
+    rms_v = np.full((n_rows, n_cycles), np.nan)
+    transient_v = np.full((n_rows, n_cycles), np.nan)
+    frequency_hz = np.full((n_rows, len(frequency_windows)), np.nan)
+    taps, phases, smoothing = _filters()
+    _span_rows(
+        np.ascontiguousarray(samples_v, dtype=np.float64),
+        low * SAMPLES_PER_CYCLE,
+        high * SAMPLES_PER_CYCLE,
+        np.array(frequency_windows, dtype=np.int64).reshape(-1, 2),
+        np.asarray(period_windows, dtype=np.int64),
+        measured_cycles[0],
+        measured_cycles[1],
+        min_crossing_step(min_vrms_v),
+        taps,
+        phases,
+        smoothing,
+        rms_v,
+        transient_v,
+        frequency_hz,
+    )
+    return rms_v, transient_v, frequency_hz
+
+
+@_compiled
+def _span_rows(
+    samples: Any,
+    start: int,
+    stop: int,
+    windows: Any,
+    period_windows: Any,
+    first: int,
+    last: int,
+    min_step: float,
+    taps: Any,
+    phases: Any,
+    smoothing: Any,
+    rms_out: Any,
+    transient_out: Any,
+    frequency_out: Any,
+) -> None:
+    n_decimated = max((stop - start) // DECIMATION - _TAPS_PER_PHASE + 1, 0)
+    decimated = np.empty(n_decimated)
+    smoothed = np.empty(max(n_decimated - SMOOTHING_TAPS + 1, 0))
+    crossing_time = np.empty(len(smoothed))
+    crossing_rising = np.empty(len(smoothed), dtype=np.bool_)
+    periods = np.empty(len(windows) + 1)
+    periods[-1] = SAMPLES_PER_CYCLE  # period_windows −1: the nominal period
+    for row in range(len(samples)):
+        x = samples[row, start:stop]
+        _decimate(x, taps, decimated)
+        _smooth(decimated, smoothing, smoothed)
+        n_crossings = _crossings(smoothed, min_step, crossing_time, crossing_rising)
+        _frequency_of_windows(
+            crossing_time[:n_crossings], crossing_rising[:n_crossings], windows, frequency_out[row]
+        )
+        for w in range(len(windows)):
+            periods[w] = _period(frequency_out[row, w])
+        _rms_of_cycles(x, periods, period_windows, first, last, rms_out[row])
+        _transient_of_cycles(x, decimated, phases, first, last, transient_out[row])
+
+
+@_compiled
+def _decimate(x: Any, taps: Any, out: Any) -> None:
+    """`filters.decimate`: output j is the low-pass over input samples [10·j, 10·j + 90)."""
+    for j in range(len(out)):
+        base = DECIMATION * j
+        total = 0.0
+        for i in range(_TAPS_PER_PHASE * DECIMATION):
+            total += taps[i] * x[base + i]
+        out[j] = total
+
+
+@_compiled
+def _smooth(decimated: Any, smoothing: Any, out: Any) -> None:
+    """`frequency.smooth_decimated` of one row: output i is centred on decimated sample i + 10."""
+    n_taps = len(smoothing)
+    for i in range(len(out)):
+        total = 0.0
+        for t in range(n_taps):
+            total += smoothing[t] * decimated[i + t]
+        out[i] = total
+
+
+@_compiled
+def _crossings(smoothed: Any, min_step: float, time_out: Any, rising_out: Any) -> int:
+    """`frequency.crossings_of_smoothed` of one row: how many, their times [samples] and directions."""
+    n_candidates = 0
+    # First the steep sign changes (index kept in time_out, step in rising_out's stead below)...
+    steps = np.empty(len(time_out))
+    for i in range(len(smoothed) - 1):
+        before, after = smoothed[i], smoothed[i + 1]
+        if (before < 0) != (after < 0) and abs(after - before) >= min_step:
+            time_out[n_candidates] = i
+            steps[n_candidates] = abs(after - before)
+            n_candidates += 1
+    # ...then those at least 80 % as steep as their steep neighbours, timed on the sine through both samples.
+    n_kept = 0
+    for c in range(n_candidates):
+        neighbour = 0.0
+        if c > 0:
+            neighbour = steps[c - 1]
+        if c + 1 < n_candidates:
+            neighbour = max(neighbour, steps[c + 1])
+        if steps[c] < _NEIGHBOUR_STEP_RATIO * neighbour:
+            continue
+        index = int(time_out[c])
+        before, after = smoothed[index], smoothed[index + 1]
+        fraction = math.atan(before * -_SIN_OMEGA / (after - before * _COS_OMEGA))
+        time_out[n_kept] = (index + fraction / _OMEGA_RAD) * DECIMATION + _SMOOTHED_OFFSET_SAMPLES
+        rising_out[n_kept] = after >= 0
+        n_kept += 1
+    return n_kept
+
+
+@_compiled
+def _frequency_of_windows(time: Any, rising: Any, windows: Any, out: Any) -> None:
+    """`frequency.frequency_of_crossings`: per window, the slope of crossing time against half-cycle count."""
+    counts = np.zeros(len(time))  # half-cycle counts (`frequency._half_cycle_counts`)
+    for m in range(1, len(time)):
+        odd = 1.0 if rising[m] != rising[m - 1] else 0.0
+        halves = np.rint((time[m] - time[m - 1]) * (0.5 / _HALF_PERIOD_SAMPLES) - 0.5 * odd)
+        counts[m] = counts[m - 1] + max(2 * halves + odd, 1.0)
+    sums = np.empty((2, 5))  # per direction: n, Σk, Σt, Σk², Σk·t
+    for w in range(len(windows)):
+        start, stop = windows[w, 0] * SAMPLES_PER_CYCLE, windows[w, 1] * SAMPLES_PER_CYCLE
+        sums[:] = 0.0
+        origin = math.nan  # times from the window's first crossing keep the sums small
+        for m in range(len(time)):
+            if time[m] < start or time[m] >= stop:
+                continue
+            if origin != origin:
+                origin = time[m]
+            d = 0 if rising[m] else 1
+            k, t = counts[m], time[m] - origin
+            sums[d, 0] += 1.0
+            sums[d, 1] += k
+            sums[d, 2] += t
+            sums[d, 3] += k * k
+            sums[d, 4] += k * t
+        sxx = sxy = 0.0
+        for d in range(2):
+            n = max(sums[d, 0], 1.0)
+            sxx += sums[d, 3] - sums[d, 1] * sums[d, 1] / n
+            sxy += sums[d, 4] - sums[d, 1] * sums[d, 2] / n
+        # sxx is 0 without two crossings in one direction, else at least 2 (half-cycle counts²).
+        out[w] = SAMPLE_RATE_HZ / 2 * sxx / sxy if sxx > 1 else math.nan
+
+
+@_compiled
+def _period(frequency_hz: float) -> float:
+    """`synchronous_rms.period_samples`: NaN gives the nominal 200 samples."""
+    if frequency_hz != frequency_hz:
+        return float(SAMPLES_PER_CYCLE)
+    return SAMPLE_RATE_HZ / min(max(frequency_hz, _LOWEST_HZ), _HIGHEST_HZ)
+
+
+@_compiled
+def _rms_of_cycles(x: Any, periods: Any, period_windows: Any, first: int, stop: int, out: Any) -> None:
+    """`synchronous_rms.rms_over_periods` of cycles [first, stop): one period centred on each cycle.
+
+    A period reaching before sample 0 moves right, one past the end moves left, and one longer
+    than the array is cut to it; the fractional samples at its edges weigh what lies inside.
+    """
+    n_cycles = len(x) // SAMPLES_PER_CYCLE
+    for c in range(first, stop):
+        left = 0.5 * (SAMPLES_PER_CYCLE - periods[period_windows[c]])  # after the cycle's start
+        right = -left  # after the cycle's end
+        if c == 0 and left < 0:
+            right -= left
+            left = 0.0
+        if c == n_cycles - 1 and right > 0:
+            left -= right
+            right = 0.0
+        if c == 0:
+            left = max(left, 0.0)
+        start = c * SAMPLES_PER_CYCLE
+        total = 0.0
+        for n in range(start, start + SAMPLES_PER_CYCLE):
+            total += x[n] * x[n]
+        total += _signed_square_sum(x, start + SAMPLES_PER_CYCLE, right) - _signed_square_sum(x, start, left)
+        out[c] = math.sqrt(max(total / (SAMPLES_PER_CYCLE - left + right), 0.0))
+
+
+@_compiled
+def _signed_square_sum(x: Any, boundary: int, edge: float) -> float:
+    """Σ v² from `boundary` to `boundary + edge` [samples, fractional]; negative when edge < 0.
+
+    Sample n stands for [n, n + 1), so an edge inside it takes that fraction of it.
+    """
+    total = 0.0
+    if edge >= 0:
+        for o in range(math.ceil(edge)):
+            total += x[boundary + o] ** 2 * min(edge - o, 1.0)
+    else:
+        for o in range(math.floor(edge), 0):
+            total -= x[boundary + o] ** 2 * min(o + 1 - edge, 1.0)
+    return total
+
+
+@_compiled
+def _transient_of_cycles(x: Any, decimated: Any, phases: Any, first: int, stop: int, out: Any) -> None:
+    """`metrics.transient_of_decimated` of cycles [first, stop): largest |x − low-pass| in each.
+
+    The low-pass round trip (`filters.interpolate` of the decimation) reaches input samples
+    [80, n − 80); a cycle outside that reach reads NaN.
+    """
+    covered_stop = (len(decimated) - _TAPS_PER_PHASE + 1) * DECIMATION + EDGE_SAMPLES
+    for c in range(first, stop):
+        low = max(c * SAMPLES_PER_CYCLE, EDGE_SAMPLES)
+        high = min((c + 1) * SAMPLES_PER_CYCLE, covered_stop)
+        if high <= low:
+            continue
+        largest = 0.0
+        # Input sample n = 80 + 10·k + r is Σ_q phases[q, r]·decimated[k + q]; a cycle is whole blocks of k.
+        for k in range((low - EDGE_SAMPLES) // DECIMATION, (high - EDGE_SAMPLES) // DECIMATION):
+            base = EDGE_SAMPLES + DECIMATION * k
+            for r in range(DECIMATION):
+                lowpassed = 0.0
+                for q in range(_TAPS_PER_PHASE):
+                    lowpassed += phases[q, r] * decimated[k + q]
+                largest = max(largest, abs(x[base + r] - lowpassed))
+        out[c] = largest
+
+
+def weigh_frames(
+    samples_v: npt.NDArray[np.float64],
+    first_cycles: Sequence[int],
+    n_cycles: int,
+    out: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+) -> None:
+    """Frames of `n_cycles` cycles from each row, starting at each of `first_cycles`, weighed for the FFT.
+
+    Row r's frame j goes to out[r · len(first_cycles) + j], times `harmonics.flattop_window`,
+    rounded to out's precision (float32: what a fleet's batched FFT takes). `samples_v` is
+    C-contiguous, as for `span_rows`.
+    """
+    window = flattop_window(n_cycles * SAMPLES_PER_CYCLE)
+    _weigh_frames(
+        np.ascontiguousarray(samples_v, dtype=np.float64),
+        np.asarray(first_cycles, dtype=np.int64),
+        window,
+        out,
+    )
+
+
+@_compiled
+def _weigh_frames(samples: Any, first_cycles: Any, window: Any, out: Any) -> None:
+    n_window = len(window)
+    for row in range(samples.shape[0]):
+        for j in range(len(first_cycles)):
+            frame = out[row * len(first_cycles) + j]
+            start = first_cycles[j] * SAMPLES_PER_CYCLE
+            x = samples[row, start : start + n_window]
+            for n in range(n_window):
+                frame[n] = window[n] * x[n]
+
+
+def thd_of_spectra(
+    spectrum: npt.NDArray[np.complex64] | npt.NDArray[np.complex128],
+    n_window: int,
+    min_vrms_v: float,
+    max_harmonic: int = THD_MAX_HARMONIC,
+) -> npt.NDArray[np.float64]:
+    """`harmonics.thd_of_spectrum` with the fundamental at the power centroid near 60 Hz, row by row.
+
+    `spectrum` is the rfft of frames of `n_window` samples weighed as `weigh_frames` does.
+    """
+    thd = np.empty(len(spectrum))
+    # A live window's fundamental is at least that of a sine of min_vrms_v [V rms] through the window.
+    least_power = (math.sqrt(2) * min_vrms_v * float(flattop_window(n_window).sum()) / 2) ** 2
+    nominal_bin = round(NOMINAL_FREQUENCY_HZ * n_window / SAMPLE_RATE_HZ)
+    _thd_of_spectra(spectrum, nominal_bin, max_harmonic, least_power, thd)
+    return thd
+
+
+@_compiled
+def _thd_of_spectra(spectrum: Any, nominal_bin: int, max_harmonic: int, least_power: float, out: Any) -> None:
+    n_bins = spectrum.shape[1]
+    low = max(nominal_bin - CENTROID_HALF_WIDTH_BINS, 0)
+    high = min(nominal_bin + CENTROID_HALF_WIDTH_BINS + 1, n_bins)
+    for row in range(len(spectrum)):
+        bins = spectrum[row]
+        total = moment = 0.0
+        for b in range(low, high):
+            power = abs(bins[b]) ** 2
+            total += power
+            moment += power * b
+        out[row] = math.nan
+        if not total > 0:
+            continue
+        fundamental_bin = moment / total
+        fundamental = harmonics = 0.0
+        for order in range(1, max_harmonic + 1):
+            centre = fundamental_bin * order
+            if not centre < n_bins - 0.5:
+                break
+            power = float(abs(bins[int(np.rint(centre))])) ** 2
+            if order == 1:
+                fundamental = power
+            else:
+                harmonics += power
+        if fundamental >= least_power and fundamental > 0:
+            out[row] = math.sqrt(harmonics / fundamental)
