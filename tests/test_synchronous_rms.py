@@ -20,12 +20,9 @@ from opq.domain import (
     rms_per_cycle,
     rms_per_window,
 )
-from opq.domain.filters import decimate
-from opq.domain.frequency import crossings_of_decimated, frequency_of_crossings
 from opq.domain.synchronous_rms import (
     mean_square_between,
     period_samples,
-    rms_over_periods,
     synchronous_rms_per_cycle,
 )
 
@@ -176,18 +173,6 @@ def test_a_wild_frequency_cannot_stretch_the_period_past_ten_percent() -> None:
     assert period_samples([1.0, 1000.0, np.nan]).tolist() == pytest.approx([12_000 / 54, 12_000 / 66, 200.0])
 
 
-def test_frequency_of_crossings_matches_the_windowed_fit() -> None:
-    samples = waveform(59.3, 60, harmonics={2: 0.02, 3: 0.04}, dc_v=1.0, noise_v=0.4)
-    row_time_rising = crossings_of_decimated(decimate(samples), 6.0)
-    assert row_time_rising is not None
-    _, time, rising = row_time_rising
-    starts = np.arange(6) * 2000.0
-    fitted = frequency_of_crossings(time, rising, starts, starts + 2000.0)
-    np.testing.assert_allclose(fitted, frequency_per_window(samples, 10), atol=1e-9)
-    overlapping = frequency_of_crossings(time, rising, np.array([0.0, 1000.0]), np.array([4000.0, 5000.0]))
-    np.testing.assert_allclose(overlapping, 59.3, atol=0.002)
-
-
 def test_heavy_noise_leaves_the_rms_unbiased() -> None:
     # 5 V rms of noise on 120 V: the crossings still give the period, and noise adds its power.
     samples = waveform(57.5, 120, harmonics={3: 0.03}, dc_v=3.0, noise_v=5.0, seed=7)
@@ -198,17 +183,3 @@ def test_heavy_noise_leaves_the_rms_unbiased() -> None:
     assert np.all(np.abs(window_v / truth_v - 1) < 0.005)
     assert abs(np.mean(window_v) / truth_v - 1) < 0.001
     assert abs(math.sqrt(np.mean(cycle_v**2)) / truth_v - 1) < 0.001
-
-
-@pytest.mark.parametrize("fundamental_hz", [54.0, 56.5, 60.0, 63.5, 66.0])
-def test_the_rms_of_some_cycles_is_that_of_all_cycles(fundamental_hz: float) -> None:
-    # A cohort asks only for the cycles it measures, inside a longer span; the periods at the ends
-    # of the range (±10 %) reach 11 samples past their cycle, and the values must not change.
-    rng = np.random.default_rng(11)
-    samples_v = rng.normal(0.0, 100.0, (3, 8 * 200))
-    period = np.broadcast_to(period_samples(np.full(8, fundamental_hz)), (3, 8))
-    every = rms_over_periods(samples_v, period)
-    for first, stop in [(1, 7), (3, 5), (0, 4), (5, 8)]:
-        np.testing.assert_allclose(
-            rms_over_periods(samples_v, period, (first, stop)), every[:, first:stop], rtol=1e-12
-        )

@@ -132,10 +132,8 @@ def smooth_decimated(decimated: npt.NDArray[np.float64]) -> npt.NDArray[np.float
     """The 80 Hz low-pass of each row of a 2-D `filters.decimate` output, where its taps fit inside.
 
     Output i is centred on decimated sample i + 10 (as `np.convolve(..., "valid")` of one row),
-    so a row of W samples gives W − 20 (none if shorter than the filter). Rows may be strided
-    views (a cohort's rolling history): scipy's correlate1d filters every row in one compiled pass,
-    and each output depends on its 21 inputs alone, so filtering a stretch at a time gives the
-    values of the whole.
+    so a row of W samples gives W − 20 (none if shorter than the filter); scipy's correlate1d
+    filters every row in one compiled pass.
     """
     half = SMOOTHING_TAPS // 2
     if decimated.shape[-1] < SMOOTHING_TAPS:
@@ -149,7 +147,7 @@ def crossings_of_smoothed(
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None:
     """`crossings_of_decimated` of decimated rows whose `smooth_decimated` the caller already has.
 
-    `smoothed` is that output (rows may be strided views of a longer history); `time` counts
+    `smoothed` is that output; `time` counts
     12 kHz samples from the first sample of the waveform the decimated rows came from, as
     `crossings_of_decimated` of them would. None for rows without a sample.
     """
@@ -217,51 +215,6 @@ def _smoothed_offset_samples() -> float:
     return DECIMATION * (SMOOTHING_TAPS - 1) / 2 + lowpass_delay_samples()
 
 
-def frequency_of_crossings(
-    time: npt.NDArray[np.float64],
-    rising: npt.NDArray[np.bool_],
-    window_starts: npt.NDArray[np.float64],
-    window_stops: npt.NDArray[np.float64],
-) -> npt.NDArray[np.float64]:
-    """Frequency [Hz] of each window [start, stop) [samples] from one waveform's crossings.
-
-    The same fit as `frequency_per_window` (slope of crossing time against half-cycle count,
-    separate intercepts for rising and falling crossings), for windows anywhere, overlapping or
-    not: per-direction prefix sums give every window's sums with two look-ups.
-    """
-    n = len(time)
-    k = _half_cycle_counts(time, rising)
-    terms = np.empty((5, n))  # per crossing: 1, k, t, k², k·t (t from the first crossing: small sums)
-    terms[0] = 1.0
-    terms[1] = k
-    np.subtract(time, time[0] if n else 0.0, out=terms[2])
-    np.multiply(k, k, out=terms[3])
-    np.multiply(k, terms[2], out=terms[4])
-    prefix = np.zeros((2, 5, n + 1))  # rising, falling
-    np.multiply(terms, rising, out=prefix[0, :, 1:])
-    np.subtract(terms, prefix[0, :, 1:], out=prefix[1, :, 1:])
-    np.cumsum(prefix, axis=-1, out=prefix)
-    n_windows = len(window_starts)
-    bounds = np.searchsorted(time, np.concatenate([window_starts, window_stops]))
-    at_bounds = prefix[..., bounds]
-    # (direction, term, window) as lists: a box has a few windows, so the last steps are cheaper in
-    # plain Python than as numpy calls.
-    rising_sums, falling_sums = (at_bounds[..., n_windows:] - at_bounds[..., :n_windows]).tolist()
-    frequency = []
-    for window in range(n_windows):
-        sxx = sxy = 0.0
-        for count, sum_k, sum_t, sum_kk, sum_kt in (
-            [term[window] for term in rising_sums],
-            [term[window] for term in falling_sums],
-        ):
-            # Σ(k − k̄)² and Σ(k − k̄)(t − t̄) of each direction, pooled.
-            sxx += sum_kk - sum_k * sum_k / max(count, 1.0)
-            sxy += sum_kt - sum_k * sum_t / max(count, 1.0)
-        # sxx is 0 without two crossings in one direction, else at least 2 (half-cycle counts²).
-        frequency.append(SAMPLE_RATE_HZ / 2 * sxx / sxy if sxx > 1 else math.nan)
-    return np.array(frequency, dtype=np.float64)
-
-
 def _frequency_of_sums(sxx: npt.NDArray[np.float64], sxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Frequency [Hz] from the pooled sums of squares of the crossing fit; NaN without a fit."""
     # sxx is 0 without two crossings in one direction, else at least 2 (half-cycle counts²).
@@ -287,48 +240,3 @@ def _half_cycle_counts(
         halves = np.rint((time[1:] - time[:-1]) * (0.5 / _HALF_PERIOD_SAMPLES) - 0.5 * odd)
         np.cumsum(np.maximum(2 * halves + odd, 1), out=counts[1:])
     return counts
-
-
-def frequency_of_crossings_per_row(
-    row: npt.NDArray[np.intp],
-    time: npt.NDArray[np.float64],
-    rising: npt.NDArray[np.bool_],
-    n_rows: int,
-    window_starts: npt.NDArray[np.float64],
-    window_stops: npt.NDArray[np.float64],
-) -> npt.NDArray[np.float64]:
-    """Frequency [Hz], shape (rows, windows): `frequency_of_crossings` of many waveforms at once.
-
-    The crossings are `crossings_of_decimated` of a 2-D array (time order within a row); every row
-    gets the same windows [start, stop) [samples]. Prefix sums run over all rows laid end to end,
-    so a window's sums are two look-ups whichever row it is in, and no step loops over rows.
-    """
-    n = len(time)
-    # Half-cycle counts across a row boundary are meaningless but only offset the next row's
-    # counts, which the centred sums cancel; they are restarted per row to keep the sums small.
-    k = _half_cycle_counts(time, rising)
-    row_first = np.searchsorted(row, np.arange(n_rows))
-    first_of_row = np.minimum(row_first, max(n - 1, 0))
-    if n:
-        k -= k[first_of_row][row]
-    terms = np.empty((5, n))  # per crossing: 1, k, t, k², k·t
-    terms[0] = 1.0
-    terms[1] = k
-    terms[2] = time
-    np.multiply(k, k, out=terms[3])
-    np.multiply(k, time, out=terms[4])
-    prefix = np.zeros((2, 5, n + 1))  # rising, falling
-    np.multiply(terms, rising, out=prefix[0, :, 1:])
-    np.subtract(terms, prefix[0, :, 1:], out=prefix[1, :, 1:])
-    np.cumsum(prefix, axis=-1, out=prefix)
-    # Each row's crossings are sorted by time, and rows follow each other: key = row · span + time.
-    span = float(max(np.max(window_stops, initial=0.0), np.max(time, initial=0.0)) + 1.0)
-    key = row * span + time
-    rows = np.arange(n_rows, dtype=np.float64)[:, np.newaxis] * span
-    low = np.searchsorted(key, rows + window_starts)
-    high = np.searchsorted(key, rows + window_stops)
-    sums = prefix[..., high] - prefix[..., low]  # (direction, term, rows, windows)
-    count = np.maximum(sums[:, 0], 1.0)
-    sxx = (sums[:, 3] - sums[:, 1] * sums[:, 1] / count).sum(axis=0)
-    sxy = (sums[:, 4] - sums[:, 1] * sums[:, 2] / count).sum(axis=0)
-    return _frequency_of_sums(sxx, sxy)

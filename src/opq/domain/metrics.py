@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -16,7 +15,7 @@ from opq.domain.constants import (
     SAMPLES_PER_CYCLE,
     THD_WINDOW_CYCLES,
 )
-from opq.domain.filters import DECIMATION, EDGE_SAMPLES, decimate, interpolate, lowpass_taps
+from opq.domain.filters import EDGE_SAMPLES, decimate, interpolate
 from opq.domain.frequency import frequency_of_decimated
 from opq.domain.harmonics import thd_per_window
 from opq.domain.synchronous_rms import synchronous_rms_per_cycle
@@ -85,92 +84,21 @@ def highpass_residual_v(samples_v: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
 
 def transient_of_decimated(
-    samples: npt.NDArray[np.float64],
-    decimated: npt.NDArray[np.float64],
-    cycles: tuple[int, int] | None = None,
+    samples: npt.NDArray[np.float64], decimated: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
-    """`transient_per_cycle` of `samples` [V] whose `filters.decimate` the caller already has.
-
-    With `cycles` = (first, stop), only those cycles' values (shape (..., stop − first)), from the
-    low-pass of just the stretch they need: a caller that wants some cycles does not pay for all.
-    Cycles with a cycle on each side take a quicker route to the same values (`_transient_of_inner_cycles`).
-    """
-    n_cycles = samples.shape[-1] // SAMPLES_PER_CYCLE
-    first, stop = (0, n_cycles) if cycles is None else cycles
-    if first >= 1 and stop <= n_cycles - 1 and stop > first:
-        return _transient_of_inner_cycles(samples, decimated, first, stop)
-    # Interpolated output n is input sample n + EDGE_SAMPLES and block k of it needs decimated
-    # [k, k + phases − 1]: cycles [first, stop) need blocks from the one ending at their first
-    # sample's filter reach to the one at their last sample (all multiples of DECIMATION).
-    phases = EDGE_SAMPLES // DECIMATION + 1
-    per_cycle = SAMPLES_PER_CYCLE // DECIMATION
-    low = max(per_cycle * first - (phases - 1), 0)
-    high = min(per_cycle * stop - (phases - 1), decimated.shape[-1] - phases + 1)
-    if high <= low:
-        return np.full((*samples.shape[:-1], stop - first), np.nan)
-    lowpassed = interpolate(decimated[..., low : high + phases - 1])
-    offset = DECIMATION * low + EDGE_SAMPLES  # the input sample of lowpassed[..., 0]
-    covered = samples[..., offset : offset + lowpassed.shape[-1]]
-    excursion = np.subtract(covered, lowpassed, out=lowpassed)
-    np.abs(excursion, out=excursion)
-    # Cycle c spans samples 200·c to 200·(c + 1), which is excursion[200·c − offset, ...).
-    starts = np.maximum(np.arange(first, stop) * SAMPLES_PER_CYCLE - offset, 0)
-    return np.asarray(np.maximum.reduceat(excursion, starts, axis=-1), dtype=np.float64)
-
-
-def _transient_of_inner_cycles(
-    samples: npt.NDArray[np.float64], decimated: npt.NDArray[np.float64], first: int, stop: int
-) -> npt.NDArray[np.float64]:
-    """`transient_of_decimated` of cycles that have a cycle on each side: the filters see all of them.
-
-    The low-pass of each quarter cycle (50 samples) is 13 decimated samples times one fixed
-    (13, 50) matrix (`_block_interpolation`), so all of them, of every row, are one matrix
-    product: the polyphase `filters.interpolate` would copy each sample's 9 taps out first,
-    which costs more than the extra multiplications by the matrix's zeros.
-    """
-    per_block = _INTERPOLATION_BLOCK_SAMPLES // DECIMATION
-    reach = EDGE_SAMPLES // DECIMATION
-    matrix = _block_interpolation()
-    lead_shape = samples.shape[:-1]
-    rows = np.reshape(decimated, (-1, decimated.shape[-1]))
-    n_blocks = (stop - first) * SAMPLES_PER_CYCLE // _INTERPOLATION_BLOCK_SAMPLES
-    # (rows, blocks, 13): overlapping windows, 5 apart, of each row's decimated samples, from
-    # the one the first block's first sample needs (8 before its own).
-    windows = np.lib.stride_tricks.as_strided(
-        rows[:, SAMPLES_PER_CYCLE // DECIMATION * first - reach :],
-        (len(rows), n_blocks, len(matrix)),
-        (rows.strides[0], per_block * rows.strides[1], rows.strides[1]),
-        writeable=False,
+    """`transient_per_cycle` of `samples` [V] whose `filters.decimate` the caller already has."""
+    lowpassed = interpolate(decimated)
+    if lowpassed.shape[-1] == 0:
+        return np.full((*samples.shape[:-1], samples.shape[-1] // SAMPLES_PER_CYCLE), np.nan)
+    # Interpolated output n is input sample n + EDGE_SAMPLES.
+    excursion = np.subtract(
+        samples[..., EDGE_SAMPLES : EDGE_SAMPLES + lowpassed.shape[-1]], lowpassed, out=lowpassed
     )
-    lowpassed = np.ascontiguousarray(windows) @ matrix
-    blocks = samples.reshape(len(rows), -1, _INTERPOLATION_BLOCK_SAMPLES)
-    cycle_blocks = SAMPLES_PER_CYCLE // _INTERPOLATION_BLOCK_SAMPLES
-    np.subtract(blocks[:, first * cycle_blocks : stop * cycle_blocks], lowpassed, out=lowpassed)
-    np.abs(lowpassed, out=lowpassed)
-    per_cycle = lowpassed.reshape(len(rows), stop - first, SAMPLES_PER_CYCLE).max(axis=-1)
-    return np.asarray(per_cycle, dtype=np.float64).reshape(*lead_shape, stop - first)
-
-
-_INTERPOLATION_BLOCK_SAMPLES = 50
-"""Samples interpolated per row of the matrix product: a quarter cycle (13 × 50, 70 % of it taps)
-was quicker than a whole cycle (28 × 200) or half (18 × 100), measured on 100 boxes."""
-
-
-@functools.cache
-def _block_interpolation() -> npt.NDArray[np.float64]:
-    """(13, 50): `filters.interpolate` of a block's decimated samples, from 8 before its first, as a matrix.
-
-    Interpolated sample 10·k + r of the block is Σ_q 10·taps[10·(8 − q) + r]·d[k + q], k < 5.
-    """
-    taps = lowpass_taps()
-    phases = len(taps) // DECIMATION
-    per_block = _INTERPOLATION_BLOCK_SAMPLES // DECIMATION
-    step = DECIMATION * taps.reshape(phases, DECIMATION)[::-1]  # step[q, r] = 10·taps[10·(8 − q) + r]
-    matrix = np.zeros((per_block + phases - 1, _INTERPOLATION_BLOCK_SAMPLES))
-    for k in range(per_block):
-        matrix[k : k + phases, DECIMATION * k : DECIMATION * (k + 1)] = step
-    matrix.setflags(write=False)
-    return matrix
+    np.abs(excursion, out=excursion)
+    # Cycle c spans samples 200·c to 200·(c + 1), which is excursion[200·c − 80, ...).
+    n_cycles = samples.shape[-1] // SAMPLES_PER_CYCLE
+    starts = np.maximum(np.arange(n_cycles) * SAMPLES_PER_CYCLE - EDGE_SAMPLES, 0)
+    return np.asarray(np.maximum.reduceat(excursion, starts, axis=-1), dtype=np.float64)
 
 
 @dataclass(frozen=True)

@@ -65,14 +65,8 @@ def synchronous_rms_per_cycle(
     return rms_over_periods(as_blocks(samples_v), period_samples(fundamental_hz))
 
 
-def rms_over_periods(
-    samples: npt.NDArray[np.float64], period: npt.ArrayLike, cycles: tuple[int, int] | None = None
-) -> npt.NDArray[np.float64]:
-    """`synchronous_rms_per_cycle` with each cycle's period [samples, 181.8 to 222.2] already known.
-
-    With `cycles` = (first, stop), only those cycles' values (shape (..., stop − first)); their
-    periods may still reach into the cycles around them.
-    """
+def rms_over_periods(samples: npt.NDArray[np.float64], period: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """`synchronous_rms_per_cycle` with each cycle's period [samples, 181.8 to 222.2] already known."""
     n_cycles = samples.shape[-1] // SAMPLES_PER_CYCLE
     lead_shape = samples.shape[:-1]
     # edges[..., 0, c]: the period's left edge in samples after cycle c's start; edges[..., 1, c]:
@@ -84,19 +78,14 @@ def rms_over_periods(
     first -= np.minimum(first[..., :1], 0.0)  # a period reaching before sample 0 moves right
     last -= np.maximum(last[..., 1:], 0.0)  # one reaching past the end moves left
     np.maximum(first[..., :1], 0.0, out=first[..., :1])  # longer than the array: the whole array
-    low, high = (0, n_cycles) if cycles is None else cycles
-    edges = edges[..., low:high]
-    # Only the first and last cycle's periods can be moved (and reach twice as far): cycles
-    # inside the array need half the neighbourhood, and so half the work.
-    reach = _EDGE_REACH if low == 0 or high == n_cycles else _INTERIOR_REACH
 
-    blocks = samples.reshape(*lead_shape, n_cycles, SAMPLES_PER_CYCLE)[..., low:high, :]
+    blocks = samples.reshape(*lead_shape, n_cycles, SAMPLES_PER_CYCLE)
     cycle_sums = np.einsum("...ci,...ci->...c", blocks, blocks)
     # Samples around each cycle's start and end, (..., 2, cycles, 2 · reach); indices past the
     # array's ends are clipped, which is harmless: every edge lies inside, so they weigh 0.
-    near = samples[..., _edge_neighbourhoods(n_cycles, reach)[:, low:high]]
+    near = samples[..., _edge_neighbourhoods(n_cycles)]
     np.square(near, out=near)
-    offsets, before = _neighbour_offsets(reach)
+    offsets, before = _neighbour_offsets()
     weights = np.subtract(edges[..., np.newaxis], offsets)
     np.maximum(weights, 0.0, out=weights)
     np.minimum(weights, 1.0, out=weights)
@@ -110,18 +99,15 @@ def rms_over_periods(
     return rms_v
 
 
-_EDGE_REACH: Final = 24
+_REACH: Final = 24
 """Samples either side of a cycle boundary a period's edge can be: (222.2 − 200) / 2 = 11.1 at 54 Hz,
 twice that for the first or last cycle, whose period is moved inside the array."""
-_INTERIOR_REACH: Final = 12
-"""The same for a cycle that is neither the first nor the last: its period is not moved, so its
-edges are within 11.1 samples of the boundary and samples 12 or more away weigh 0."""
 
 
 @functools.cache
-def _neighbour_offsets(reach: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def _neighbour_offsets() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Offsets [−reach, reach) from a boundary, and 1 for those before it (they are in the cycle before)."""
-    offsets = np.arange(-reach, reach, dtype=np.float64)
+    offsets = np.arange(-_REACH, _REACH, dtype=np.float64)
     before = np.minimum(np.maximum(-offsets, 0.0), 1.0)
     offsets.setflags(write=False)
     before.setflags(write=False)
@@ -129,11 +115,11 @@ def _neighbour_offsets(reach: int) -> tuple[npt.NDArray[np.float64], npt.NDArray
 
 
 @functools.lru_cache(maxsize=64)
-def _edge_neighbourhoods(n_cycles: int, reach: int) -> npt.NDArray[np.intp]:
+def _edge_neighbourhoods(n_cycles: int) -> npt.NDArray[np.intp]:
     """Indices (2, cycles, 2·reach) of the samples around each cycle's start and end, clipped to the array."""
     boundaries = SAMPLES_PER_CYCLE * np.arange(n_cycles + 1)
     around = np.clip(
-        boundaries[:, np.newaxis] + np.arange(-reach, reach), 0, n_cycles * SAMPLES_PER_CYCLE - 1
+        boundaries[:, np.newaxis] + np.arange(-_REACH, _REACH), 0, n_cycles * SAMPLES_PER_CYCLE - 1
     )
     indices = np.stack([around[:-1], around[1:]])
     indices.setflags(write=False)
