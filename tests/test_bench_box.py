@@ -40,6 +40,7 @@ def test_cpu_figures_are_positive_per_box_second() -> None:
         figures.builder_rate_60_us,
         figures.builder_blocks_rate_10_us,
         figures.builder_blocks_rate_60_us,
+        figures.span_metrics_rate_10_us,
         figures.domain_batched_us,
         figures.cohort_tick_10_us,
         figures.cohort_tick_60_us,

@@ -32,6 +32,7 @@ from opq.domain import (
     waveform_metrics,
 )
 from opq.domain.fleet_span_metrics import fleet_span_metrics
+from opq.domain.span_metrics import span_metrics
 
 NOMINAL_V: Final = 120.0
 RMS_WINDOW_CYCLES: Final = 12  # IEC 61000-4-30's 10/12-cycle magnitude interval at 60 Hz
@@ -100,6 +101,9 @@ class CpuFigures:
     """MeasurementBuilder.add_cycles, 60 cycles a call (a replay, a simulated fleet), at 10 cycles."""
     builder_blocks_rate_60_us: float
     """MeasurementBuilder.add_cycles, 60 cycles a call, at 60 cycles per measurement."""
+    span_metrics_rate_10_us: float
+    """`span_metrics` of each measurement's span, one box at 10 cycles per measurement: the metrics
+    a live box computes, without its cycle history, window plan, summaries and message."""
     domain_batched_us: float
     """opq.domain's `waveform_metrics` over 60-cycle blocks of 60 boxes at once: the math alone."""
     synthesis_us: float
@@ -253,7 +257,16 @@ def cpu_of_metrics(repeats: int = 5, box_seconds: int = 60) -> CpuFigures:
 
         return run
 
-    blocks_v = counts.reshape(box_seconds, 60 * 200) / DEFAULT_CALIBRATION
+    samples_v = counts.ravel() / DEFAULT_CALIBRATION
+    blocks_v = samples_v.reshape(box_seconds, 60 * 200)
+
+    def measure_spans() -> None:
+        # Each measurement's span: its 12-cycle THD window, which holds its 10 cycles, and a cycle
+        # of filter context on each side, as `MeasurementBuilder` plans it.
+        for stop in range(13, cycles, 10):
+            span_v = samples_v[(stop - 13) * 200 : (stop + 1) * 200]
+            span_metrics(span_v, [(3, 13)], [(1, 13)], period_windows=_SPAN_PERIOD_WINDOWS)
+
     ids = [str(1000 + i) for i in range(1000)]
     model = SupplyModel(clean)
     fast_seconds = 10
@@ -277,6 +290,7 @@ def cpu_of_metrics(repeats: int = 5, box_seconds: int = 60) -> CpuFigures:
         builder_rate_60_us=_median_cpu_us(build(60), box_seconds, repeats),
         builder_blocks_rate_10_us=_median_cpu_us(build_blocks(10), box_seconds, repeats),
         builder_blocks_rate_60_us=_median_cpu_us(build_blocks(60), box_seconds, repeats),
+        span_metrics_rate_10_us=_median_cpu_us(measure_spans, box_seconds, repeats),
         domain_batched_us=_median_cpu_us(lambda: waveform_metrics(blocks_v), box_seconds, repeats),
         synthesis_us=_median_cpu_us(lambda: simulator.counts(0, cycles * 200), box_seconds, repeats),
         fast_path_us=_median_cpu_us(fast, len(ids) * fast_seconds, max(1, repeats // 2)),
@@ -291,6 +305,10 @@ def cpu_of_metrics(repeats: int = 5, box_seconds: int = 60) -> CpuFigures:
         repeats=repeats,
         load_average_1min=load_average_1min,
     )
+
+
+_SPAN_PERIOD_WINDOWS: Final = [-1, -1, -1] + [0] * 10 + [-1]
+"""The period each cycle of a 14-cycle measurement span takes: its frequency window's, or nominal."""
 
 
 def _cohort_cpu_us(simulator: Simulator, tick_cycles: int, seconds: int, repeats: int) -> float:

@@ -180,6 +180,7 @@ def _box_table(result: BoxBenchResult) -> Table:
                 "full-signal metrics in 1-s blocks, rate 10 / 60",
                 f"{c.builder_blocks_rate_10_us:.0f} / {c.builder_blocks_rate_60_us:.0f} µs per box-s",
             ),
+            ("span metrics alone, one box, rate 10", f"{c.span_metrics_rate_10_us:.0f} µs per box-s"),
             ("opq.domain alone, batched", f"{c.domain_batched_us:.0f} µs per box-s"),
             (
                 f"full-signal metrics of {COHORT_BOXES} boxes at once, ticks of 10 / 60 cycles, rate 10",

@@ -1,4 +1,4 @@
-"""Pure signal processing and power-quality standards: numpy/scipy only, no I/O, clock or logging."""
+"""Pure signal processing and power-quality standards: numpy, scipy, numba; no I/O, clock or logging."""
 
 from __future__ import annotations
 

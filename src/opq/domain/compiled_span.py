@@ -24,15 +24,17 @@ import numpy as np
 import numpy.typing as npt
 
 from opq.domain.constants import NOMINAL_FREQUENCY_HZ, SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE, THD_MAX_HARMONIC
-from opq.domain.filters import (
-    DECIMATED_RATE_HZ,
-    DECIMATION,
-    EDGE_SAMPLES,
-    lowpass_delay_samples,
-    lowpass_taps,
+from opq.domain.filters import DECIMATION, EDGE_SAMPLES, lowpass_taps
+from opq.domain.frequency import (
+    HALF_PERIOD_SAMPLES,
+    NEIGHBOUR_STEP_RATIO,
+    OMEGA_RAD,
+    SMOOTHING_TAPS,
+    min_crossing_step,
+    smoothed_offset_samples,
+    smoothing_taps,
 )
-from opq.domain.frequency import SMOOTHING_TAPS, min_crossing_step, smoothing_taps
-from opq.domain.harmonics import CENTROID_HALF_WIDTH_BINS, flattop_window
+from opq.domain.harmonics import CENTROID_HALF_WIDTH_BINS, flattop_gain, flattop_window
 from opq.domain.synchronous_rms import PERIOD_FREQUENCY_RANGE_HZ
 
 _Function = TypeVar("_Function", bound=Callable[..., Any])
@@ -43,12 +45,9 @@ def _compiled(function: _Function) -> _Function:
     return cast(_Function, numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})(function))
 
 
-_OMEGA_RAD: Final = 2 * math.pi * NOMINAL_FREQUENCY_HZ / DECIMATED_RATE_HZ  # per 1.2 kHz sample
-_SIN_OMEGA: Final = math.sin(_OMEGA_RAD)
-_COS_OMEGA: Final = math.cos(_OMEGA_RAD)
-_HALF_PERIOD_SAMPLES: Final = SAMPLE_RATE_HZ / (2 * NOMINAL_FREQUENCY_HZ)
-_NEIGHBOUR_STEP_RATIO: Final = 0.8
-_SMOOTHED_OFFSET_SAMPLES: Final = DECIMATION * (SMOOTHING_TAPS - 1) / 2 + lowpass_delay_samples()
+_SIN_OMEGA: Final = math.sin(OMEGA_RAD)
+_COS_OMEGA: Final = math.cos(OMEGA_RAD)
+_SMOOTHED_OFFSET_SAMPLES: Final = smoothed_offset_samples()
 _LOWEST_HZ, _HIGHEST_HZ = PERIOD_FREQUENCY_RANGE_HZ
 _TAPS_PER_PHASE: Final = len(lowpass_taps()) // DECIMATION
 
@@ -185,12 +184,12 @@ def _crossings(smoothed: Any, min_step: float, time_out: Any, rising_out: Any) -
             neighbour = steps[c - 1]
         if c + 1 < n_candidates:
             neighbour = max(neighbour, steps[c + 1])
-        if steps[c] < _NEIGHBOUR_STEP_RATIO * neighbour:
+        if steps[c] < NEIGHBOUR_STEP_RATIO * neighbour:
             continue
         index = int(time_out[c])
         before, after = smoothed[index], smoothed[index + 1]
         fraction = math.atan(before * -_SIN_OMEGA / (after - before * _COS_OMEGA))
-        time_out[n_kept] = (index + fraction / _OMEGA_RAD) * DECIMATION + _SMOOTHED_OFFSET_SAMPLES
+        time_out[n_kept] = (index + fraction / OMEGA_RAD) * DECIMATION + _SMOOTHED_OFFSET_SAMPLES
         rising_out[n_kept] = after >= 0
         n_kept += 1
     return n_kept
@@ -202,7 +201,7 @@ def _frequency_of_windows(time: Any, rising: Any, windows: Any, out: Any) -> Non
     counts = np.zeros(len(time))  # half-cycle counts (`frequency._half_cycle_counts`)
     for m in range(1, len(time)):
         odd = 1.0 if rising[m] != rising[m - 1] else 0.0
-        halves = np.rint((time[m] - time[m - 1]) * (0.5 / _HALF_PERIOD_SAMPLES) - 0.5 * odd)
+        halves = np.rint((time[m] - time[m - 1]) * (0.5 / HALF_PERIOD_SAMPLES) - 0.5 * odd)
         counts[m] = counts[m - 1] + max(2 * halves + odd, 1.0)
     sums = np.empty((2, 5))  # per direction: n, Σk, Σt, Σk², Σk·t
     for w in range(len(windows)):
@@ -351,7 +350,7 @@ def thd_of_spectra(
     """
     thd = np.empty(len(spectrum))
     # A live window's fundamental is at least that of a sine of min_vrms_v [V rms] through the window.
-    least_power = (math.sqrt(2) * min_vrms_v * float(flattop_window(n_window).sum()) / 2) ** 2
+    least_power = (math.sqrt(2) * min_vrms_v * flattop_gain(n_window) / 2) ** 2
     nominal_bin = round(NOMINAL_FREQUENCY_HZ * n_window / SAMPLE_RATE_HZ)
     _thd_of_spectra(spectrum, nominal_bin, max_harmonic, least_power, thd)
     return thd

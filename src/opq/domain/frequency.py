@@ -22,10 +22,14 @@ from opq.domain.waveform import as_blocks
 
 SMOOTHING_TAPS: Final = 21
 """Taps of the frequency path's 80 Hz low-pass at 1.2 kHz (±0.5 cycle): it needs 10 samples each side."""
-_NEIGHBOUR_STEP_RATIO = 0.8  # even harmonics make rising and falling steps differ by a few %
+NEIGHBOUR_STEP_RATIO: Final = 0.8
+"""A crossing shallower than this share of a neighbour's step is dropped (filters bend crossings next
+to a sudden loss of voltage; even harmonics make rising and falling steps differ by a few %)."""
+HALF_PERIOD_SAMPLES: Final = SAMPLE_RATE_HZ / (2 * NOMINAL_FREQUENCY_HZ)
+"""The nominal half-period [samples at 12 kHz], the unit of the half-cycle counts."""
+OMEGA_RAD: Final = 2 * math.pi * NOMINAL_FREQUENCY_HZ / DECIMATED_RATE_HZ
+"""The nominal fundamental's phase step per 1.2 kHz sample [rad]: crossings are timed on that sine."""
 _SMOOTHING_CUTOFF_HZ = 80.0
-_HALF_PERIOD_SAMPLES = SAMPLE_RATE_HZ / (2 * NOMINAL_FREQUENCY_HZ)  # nominal [samples]
-_OMEGA_RAD = 2 * math.pi * NOMINAL_FREQUENCY_HZ / DECIMATED_RATE_HZ  # per 1.2 kHz sample
 
 
 @functools.cache
@@ -172,7 +176,7 @@ def crossings_of_smoothed(
     same_row = row[1:] == row[:-1]
     neighbour[1:] = np.where(same_row, step[:-1], 0)
     neighbour[:-1] = np.maximum(neighbour[:-1], np.where(same_row, step[1:], 0))
-    keep = step >= _NEIGHBOUR_STEP_RATIO * neighbour
+    keep = step >= NEIGHBOUR_STEP_RATIO * neighbour
     row, index, before, after = row[keep], index[keep], before[keep], after[keep]
     return row, _crossing_time(index, before, after), after >= 0
 
@@ -186,7 +190,7 @@ def _crossings_of_one(
     index = np.flatnonzero((negative[1:] != negative[:-1]) & (step >= min_crossing_step(min_vrms_v)))
     depth = np.zeros(len(index) + 2)
     depth[1:-1] = step[index]
-    keep = depth[1:-1] >= _NEIGHBOUR_STEP_RATIO * np.maximum(depth[:-2], depth[2:])
+    keep = depth[1:-1] >= NEIGHBOUR_STEP_RATIO * np.maximum(depth[:-2], depth[2:])
     index = index[keep]
     before, after = smoothed[index], smoothed[index + 1]
     return _crossing_time(index, before, after), after >= 0
@@ -195,7 +199,7 @@ def _crossings_of_one(
 def min_crossing_step(min_vrms_v: float) -> float:
     """Least step between the samples either side of a crossing of a sine of `min_vrms_v` [V rms]."""
     # A sine of peak A crossing zero between two samples steps by at least A·sin(ω).
-    return math.sqrt(2) * min_vrms_v * math.sin(_OMEGA_RAD)
+    return math.sqrt(2) * min_vrms_v * math.sin(OMEGA_RAD)
 
 
 def _crossing_time(
@@ -204,13 +208,13 @@ def _crossing_time(
     """Time [samples at 12 kHz from the first input] of the crossings after smoothed[index]."""
     # On A·sin(ω·n + φ) through `before` at n = 0 and `after` at n = 1, the crossing lies at
     # n = atan(−before·sin ω / (after − before·cos ω)) / ω; that denominator is never 0.
-    fraction = np.arctan(before * -math.sin(_OMEGA_RAD) / (after - before * math.cos(_OMEGA_RAD)))
+    fraction = np.arctan(before * -math.sin(OMEGA_RAD) / (after - before * math.cos(OMEGA_RAD)))
     # smoothed[..., i] is centred on input sample DECIMATION·i + the filters' delays.
-    time: npt.NDArray[np.float64] = (index + fraction / _OMEGA_RAD) * DECIMATION + _smoothed_offset_samples()
+    time: npt.NDArray[np.float64] = (index + fraction / OMEGA_RAD) * DECIMATION + smoothed_offset_samples()
     return time
 
 
-def _smoothed_offset_samples() -> float:
+def smoothed_offset_samples() -> float:
     """Input sample [12 kHz] on which smoothed[..., 0] is centred: both linear-phase filters' delays."""
     return DECIMATION * (SMOOTHING_TAPS - 1) / 2 + lowpass_delay_samples()
 
@@ -237,6 +241,6 @@ def _half_cycle_counts(
     if len(time) > 1:
         odd = rising[1:] != rising[:-1]
         # round((Δt / half-period − odd) / 2): the even part of the half-cycles elapsed.
-        halves = np.rint((time[1:] - time[:-1]) * (0.5 / _HALF_PERIOD_SAMPLES) - 0.5 * odd)
+        halves = np.rint((time[1:] - time[:-1]) * (0.5 / HALF_PERIOD_SAMPLES) - 0.5 * odd)
         np.cumsum(np.maximum(2 * halves + odd, 1), out=counts[1:])
     return counts

@@ -137,7 +137,7 @@ def thd_of_spectrum(
     power = np.square(np.abs(spectrum.ravel()[nearest]), dtype=np.float64)
     power *= inside
     # A live window's fundamental is at least that of a sine of min_vrms_v [V rms] through the window.
-    least_power = (math.sqrt(2) * min_vrms_v * _window_gain(n_window) / 2) ** 2
+    least_power = (math.sqrt(2) * min_vrms_v * flattop_gain(n_window) / 2) ** 2
     if len(power) > _FEW_ROWS:  # a fleet's windows: a few numpy calls for all of them
         fundamental = power[:, 0]
         live = (fundamental >= least_power) & (fundamental > 0)
@@ -157,7 +157,7 @@ _FEW_ROWS = 16
 
 
 @functools.cache
-def _window_gain(n_samples: int) -> float:
+def flattop_gain(n_samples: int) -> float:
     """Sum of the flat-top window: its gain at a bin centre."""
     return float(_flattop(n_samples).sum())
 
