@@ -7,7 +7,6 @@ import math
 import numpy as np
 import numpy.typing as npt
 import pytest
-import scipy.fft
 
 from opq.domain import (
     SAMPLE_RATE_HZ,
@@ -17,7 +16,7 @@ from opq.domain import (
     thd_per_window,
     transient_per_cycle,
 )
-from opq.domain.compiled_span import span_rows, thd_of_spectra, weigh_frames
+from opq.domain.compiled_span import span_rows
 
 MIN_VRMS_V = 6.0
 
@@ -45,7 +44,10 @@ def whole_span(
     samples_v: npt.NDArray[np.float64], windows: list[tuple[int, int]], period: list[int]
 ) -> Metrics:
     n_cycles = samples_v.shape[-1] // SAMPLES_PER_CYCLE
-    return span_rows(samples_v, (0, n_cycles), windows, period, (0, n_cycles), MIN_VRMS_V)
+    rms_v, transient_v, frequency_hz, _ = span_rows(
+        samples_v, (0, n_cycles), windows, [], period, (0, n_cycles), MIN_VRMS_V
+    )
+    return rms_v, transient_v, frequency_hz
 
 
 @pytest.mark.parametrize("fundamental_hz", [54.0, 57.2, 60.0, 62.9, 66.0], ids=lambda f: f"{f}Hz")
@@ -78,16 +80,22 @@ def test_windows_may_overlap_and_cycles_may_take_the_nominal_period() -> None:
 def test_a_span_inside_longer_rows_sees_only_its_own_samples() -> None:
     rows = np.stack([waveform(59.1, 50, seed=s) for s in range(3)])
     windows, period = [(1, 11), (11, 21)], [-1] + [0] * 10 + [1] * 10 + [-1]
-    inside = span_rows(rows, (17, 39), windows, period, (1, 21), MIN_VRMS_V)
+    inside = span_rows(rows, (17, 39), windows, [(0, 12)], period, (1, 21), MIN_VRMS_V)
     alone = span_rows(
-        np.ascontiguousarray(rows[:, 17 * 200 : 39 * 200]), (0, 22), windows, period, (1, 21), MIN_VRMS_V
+        np.ascontiguousarray(rows[:, 17 * 200 : 39 * 200]),
+        (0, 22),
+        windows,
+        [(0, 12)],
+        period,
+        (1, 21),
+        MIN_VRMS_V,
     )
     for got, expected in zip(inside, alone, strict=True):
         np.testing.assert_array_equal(got, expected)
-    rms_v, transient_v, _ = inside
+    rms_v, transient_v, _, _ = inside
     # Only the measured cycles get an RMS and a transient; the context cycles read NaN.
     assert np.isnan(rms_v[:, [0, 21]]).all() and np.isnan(transient_v[:, [0, 21]]).all()
-    every = span_rows(rows, (17, 39), windows, period, (0, 22), MIN_VRMS_V)
+    every = span_rows(rows, (17, 39), windows, [(0, 12)], period, (0, 22), MIN_VRMS_V)
     np.testing.assert_array_equal(rms_v[:, 1:21], every[0][:, 1:21])
     np.testing.assert_array_equal(transient_v[:, 1:21], every[1][:, 1:21])
 
@@ -95,8 +103,10 @@ def test_a_span_inside_longer_rows_sees_only_its_own_samples() -> None:
 def test_strided_rows_give_what_contiguous_ones_give() -> None:
     rows = np.stack([waveform(60.4, 14, seed=s) for s in range(4)])
     windows, period = [(2, 12)], [-1, -1] + [0] * 10 + [-1, -1]
-    strided = span_rows(rows[::2], (0, 14), windows, period, (0, 14), MIN_VRMS_V)
-    contiguous = span_rows(np.ascontiguousarray(rows[::2]), (0, 14), windows, period, (0, 14), MIN_VRMS_V)
+    strided = span_rows(rows[::2], (0, 14), windows, [(2, 14)], period, (0, 14), MIN_VRMS_V)
+    contiguous = span_rows(
+        np.ascontiguousarray(rows[::2]), (0, 14), windows, [(2, 14)], period, (0, 14), MIN_VRMS_V
+    )
     for got, expected in zip(strided, contiguous, strict=True):
         np.testing.assert_array_equal(got, expected)
 
@@ -131,15 +141,18 @@ def test_an_impulse_reads_as_a_transient_in_its_cycle_only() -> None:
     assert np.all(np.delete(transient_v[0], 6) < 1.0)  # the 7th harmonic's 0.65 V passes the high-pass
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_thd_of_weighed_frames_is_the_numpy_thd(dtype: type[np.float32] | type[np.float64]) -> None:
+def test_each_thd_window_gets_the_numpy_thd_even_one_cut_short_or_interrupted() -> None:
     rows = np.stack([waveform(f, 36, seed=s) for s, f in enumerate([57.5, 60.0, 62.5])])
     rows[2, 24 * 200 :] = 0.0  # the last window of the last row is an interruption
-    frames = np.empty((len(rows) * 3, 2400), dtype=dtype)
-    weigh_frames(rows, [0, 12, 24], 12, frames)
-    thd = thd_of_spectra(scipy.fft.rfft(frames, axis=-1), 2400, MIN_VRMS_V).reshape(len(rows), 3)
-    expected = thd_per_window(rows, 12, min_vrms_v=MIN_VRMS_V)
-    assert np.isnan(thd[2, 2]) and np.isnan(expected[2, 2])
-    tolerance = 1e-11 if dtype == np.float64 else 1e-6
-    np.testing.assert_allclose(thd, expected, atol=tolerance, rtol=0)
+    windows = [(0, 12), (12, 24), (24, 36), (30, 36)]  # the last one cut short, as at a stream's start
+    thd = span_rows(rows, (0, 36), [], windows, [-1] * 36, (0, 36), MIN_VRMS_V).thd_ratio
+    expected = np.concatenate(
+        [
+            thd_per_window(rows, 12, min_vrms_v=MIN_VRMS_V),
+            thd_per_window(rows[:, 30 * 200 :], 6, min_vrms_v=MIN_VRMS_V),
+        ],
+        axis=1,
+    )
+    assert np.isnan(thd[2, 2]) and np.isnan(expected[2, 2]) and np.isnan(thd[2, 3])
+    np.testing.assert_allclose(thd, expected, rtol=1e-11)
     np.testing.assert_allclose(thd[0, 0], math.sqrt(0.04**2 + 0.03**2 + 0.02**2), atol=5e-4)

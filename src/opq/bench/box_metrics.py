@@ -31,7 +31,6 @@ from opq.domain import (
     thd_per_window,
     waveform_metrics,
 )
-from opq.domain.fleet_span_metrics import fleet_span_metrics
 from opq.domain.span_metrics import span_metrics
 
 NOMINAL_V: Final = 120.0
@@ -85,8 +84,6 @@ class AccuracyFigures:
     """10-cycle frequency, 57–63 Hz, 0.5 V noise, harmonics [mHz]."""
     thd: ErrorFigures
     """12-cycle THD of 1–20 %, 59.5–60.5 Hz [percentage points]."""
-    thd_batched: ErrorFigures
-    """The same windows through the batched path of a fleet (`fleet_span_metrics`, float32 FFT)."""
 
 
 @dataclass(frozen=True)
@@ -179,14 +176,10 @@ def accuracy_of_metrics(seconds: int = 10) -> AccuracyFigures:
         frequency_per_window(_seen_v(wander, cycles), 10) - truth
     )
     thd: dict[str, npt.NDArray[np.float64]] = {}
-    thd_batched: dict[str, npt.NDArray[np.float64]] = {}
-    thd_windows = [(first, first + 12) for first in range(0, cycles, 12)]
     for case, (percent, f) in enumerate((p, f) for p in (1, 2, 5, 8, 12, 16, 20) for f in (59.5, 60.0, 60.5)):
         harmonics = [(order, share * percent / 8) for order, share in _THD_PATTERN]
         seen_v = _seen_v(_supply(f, NOMINAL_V, 0.2, harmonics, 50 + case), cycles)
         thd[f"{percent} % at {f:g} Hz"] = np.abs(100 * thd_per_window(seen_v, 12) - percent)
-        batched = fleet_span_metrics(seen_v[np.newaxis], [], thd_windows).thd_ratio[0]
-        thd_batched[f"{percent} % at {f:g} Hz"] = np.abs(100 * batched - percent)
     return AccuracyFigures(
         rms_near_nominal=_figures("% of 120 V", 0.1, rms_near),
         rms_off_nominal=_figures("% of 120 V", 0.1, rms_off["window"]),
@@ -195,7 +188,6 @@ def accuracy_of_metrics(seconds: int = 10) -> AccuracyFigures:
         rms_blocks_off_nominal=_figures("% of 120 V", 0.1, rms_off["blocks"]),
         frequency=_figures("mHz", 10.0, frequency),
         thd=_figures("percentage points", 0.1, thd),
-        thd_batched=_figures("percentage points", 0.1, thd_batched),
     )
 
 

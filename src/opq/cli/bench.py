@@ -168,7 +168,6 @@ def _box_table(result: BoxBenchResult) -> Table:
             errors("RMS 12 fixed blocks 57–63 Hz (former)", a.rms_blocks_off_nominal),
             errors("frequency 57–63 Hz", a.frequency),
             errors("THD 1–20 %", a.thd),
-            errors("THD 1–20 %, batched (float32 FFT)", a.thd_batched),
         ]
     if (c := result.cpu) is not None:
         figures += [

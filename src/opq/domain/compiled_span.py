@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, NamedTuple, TypeVar, cast
 
 import numba
 import numpy as np
@@ -61,47 +61,68 @@ def _filters() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.ND
     return taps, phases, np.ascontiguousarray(smoothing_taps())
 
 
+class SpanRows(NamedTuple):
+    """The metrics of a span of each row: per cycle, per frequency window and per THD window."""
+
+    rms_v: npt.NDArray[np.float64]
+    transient_v: npt.NDArray[np.float64]
+    frequency_hz: npt.NDArray[np.float64]
+    thd_ratio: npt.NDArray[np.float64]
+
+
 def span_rows(
     samples_v: npt.NDArray[np.float64],
     span_cycles: tuple[int, int],
     frequency_windows: Sequence[tuple[int, int]],
+    thd_windows: Sequence[tuple[int, int]],
     period_windows: Sequence[int],
     measured_cycles: tuple[int, int],
     min_vrms_v: float,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """(rms (rows, cycles), trans (rows, cycles), f (rows, windows)) of cycles `span_cycles` of each row [V].
+) -> SpanRows:
+    """The box metrics of cycles `span_cycles` = (first, stop) of each row of `samples_v` [V].
 
-    The definitions of `span_metrics` for the span (first, stop) of every row of `samples_v`:
-    windows are (first, stop) cycles from the span's start, cycle c's RMS is over one period of
-    window `period_windows[c]`'s frequency (−1: the nominal period), and only cycles in
-    `measured_cycles` = (first, stop) get an RMS and a transient (the others read NaN).
-    `samples_v` is C-contiguous (a cohort's whole history): the loops then run on contiguous
-    memory, which they need to be quick, and the span is not copied.
+    The definitions of `span_metrics`: windows are (first, stop) cycles from the span's start,
+    cycle c's RMS is over one period of frequency window `period_windows[c]`'s frequency (−1:
+    the nominal period), and only cycles in `measured_cycles` = (first, stop) get an RMS and a
+    transient (the others read NaN). Shapes: (rows, cycles) for rms and trans, (rows, windows)
+    for f and thd. `samples_v` is C-contiguous (a cohort's whole history): the loops then run on
+    contiguous memory, which they need to be quick, and the span is not copied.
     """
     low, high = span_cycles
-    n_cycles = high - low
     n_rows = len(samples_v)
-    rms_v = np.full((n_rows, n_cycles), np.nan)
-    transient_v = np.full((n_rows, n_cycles), np.nan)
-    frequency_hz = np.full((n_rows, len(frequency_windows)), np.nan)
-    taps, phases, smoothing = _filters()
+    metrics = SpanRows(
+        rms_v=np.empty((n_rows, high - low)),
+        transient_v=np.empty((n_rows, high - low)),
+        frequency_hz=np.empty((n_rows, len(frequency_windows))),
+        thd_ratio=np.empty((n_rows, len(thd_windows))),
+    )
+    weights, weight_starts, least_powers = _thd_weights(tuple(b - a for a, b in thd_windows), min_vrms_v)
     _span_rows(
         np.ascontiguousarray(samples_v, dtype=np.float64),
         low * SAMPLES_PER_CYCLE,
         high * SAMPLES_PER_CYCLE,
         np.array(frequency_windows, dtype=np.int64).reshape(-1, 2),
+        np.array(thd_windows, dtype=np.int64).reshape(-1, 2),
         np.asarray(period_windows, dtype=np.int64),
         measured_cycles[0],
         measured_cycles[1],
         min_crossing_step(min_vrms_v),
-        taps,
-        phases,
-        smoothing,
-        rms_v,
-        transient_v,
-        frequency_hz,
+        (*_filters(), weights, weight_starts, least_powers),
+        metrics,
     )
-    return rms_v, transient_v, frequency_hz
+    return metrics
+
+
+@functools.lru_cache(maxsize=64)
+def _thd_weights(
+    lengths: tuple[int, ...], min_vrms_v: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """For THD windows of these lengths [cycles]: their flat-top windows laid end to end, where each
+    starts, and the least fundamental power of a live window (a sine of `min_vrms_v` through it)."""
+    windows = [flattop_window(n * SAMPLES_PER_CYCLE) for n in lengths]
+    starts = np.cumsum([0, *[len(w) for w in windows]])
+    least_powers = [(math.sqrt(2) * min_vrms_v * flattop_gain(len(w)) / 2) ** 2 for w in windows]
+    return np.concatenate([np.empty(0), *windows]), starts, np.array(least_powers, dtype=np.float64)
 
 
 @_compiled
@@ -109,37 +130,43 @@ def _span_rows(
     samples: Any,
     start: int,
     stop: int,
-    windows: Any,
+    frequency_windows: Any,
+    thd_windows: Any,
     period_windows: Any,
     first: int,
     last: int,
     min_step: float,
-    taps: Any,
-    phases: Any,
-    smoothing: Any,
-    rms_out: Any,
-    transient_out: Any,
-    frequency_out: Any,
+    tables: Any,
+    out: Any,
 ) -> None:
+    taps, phases, smoothing, weights, weight_starts, least_powers = tables
+    rms_out, transient_out, frequency_out, thd_out = out
     n_decimated = max((stop - start) // DECIMATION - _TAPS_PER_PHASE + 1, 0)
     decimated = np.empty(n_decimated)
     smoothed = np.empty(max(n_decimated - SMOOTHING_TAPS + 1, 0))
     crossing_time = np.empty(len(smoothed))
     crossing_rising = np.empty(len(smoothed), dtype=np.bool_)
-    periods = np.empty(len(windows) + 1)
+    periods = np.empty(len(frequency_windows) + 1)
     periods[-1] = SAMPLES_PER_CYCLE  # period_windows −1: the nominal period
+    rms_out[:] = np.nan  # the cycles outside [first, last) keep NaN
+    transient_out[:] = np.nan
     for row in range(len(samples)):
         x = samples[row, start:stop]
         _decimate(x, taps, decimated)
         _smooth(decimated, smoothing, smoothed)
         n_crossings = _crossings(smoothed, min_step, crossing_time, crossing_rising)
         _frequency_of_windows(
-            crossing_time[:n_crossings], crossing_rising[:n_crossings], windows, frequency_out[row]
+            crossing_time[:n_crossings], crossing_rising[:n_crossings], frequency_windows, frequency_out[row]
         )
-        for w in range(len(windows)):
+        for w in range(len(frequency_windows)):
             periods[w] = _period(frequency_out[row, w])
         _rms_of_cycles(x, periods, period_windows, first, last, rms_out[row])
         _transient_of_cycles(x, decimated, phases, first, last, transient_out[row])
+        for w in range(len(thd_windows)):
+            window = weights[weight_starts[w] : weight_starts[w + 1]]
+            frame_start = thd_windows[w, 0] * SAMPLES_PER_CYCLE
+            frame = window * x[frame_start : frame_start + len(window)]
+            thd_out[row, w] = _thd_of_spectrum(np.fft.rfft(frame), len(window), least_powers[w])
 
 
 @_compiled
@@ -305,82 +332,31 @@ def _transient_of_cycles(x: Any, decimated: Any, phases: Any, first: int, stop: 
         out[c] = largest
 
 
-def weigh_frames(
-    samples_v: npt.NDArray[np.float64],
-    first_cycles: Sequence[int],
-    n_cycles: int,
-    out: npt.NDArray[np.float32] | npt.NDArray[np.float64],
-) -> None:
-    """Frames of `n_cycles` cycles from each row, starting at each of `first_cycles`, weighed for the FFT.
-
-    Row r's frame j goes to out[r · len(first_cycles) + j], times `harmonics.flattop_window`,
-    rounded to out's precision (float32: what a fleet's batched FFT takes). `samples_v` is
-    C-contiguous, as for `span_rows`.
-    """
-    window = flattop_window(n_cycles * SAMPLES_PER_CYCLE)
-    _weigh_frames(
-        np.ascontiguousarray(samples_v, dtype=np.float64),
-        np.asarray(first_cycles, dtype=np.int64),
-        window,
-        out,
-    )
-
-
 @_compiled
-def _weigh_frames(samples: Any, first_cycles: Any, window: Any, out: Any) -> None:
-    n_window = len(window)
-    for row in range(samples.shape[0]):
-        for j in range(len(first_cycles)):
-            frame = out[row * len(first_cycles) + j]
-            start = first_cycles[j] * SAMPLES_PER_CYCLE
-            x = samples[row, start : start + n_window]
-            for n in range(n_window):
-                frame[n] = window[n] * x[n]
-
-
-def thd_of_spectra(
-    spectrum: npt.NDArray[np.complex64] | npt.NDArray[np.complex128],
-    n_window: int,
-    min_vrms_v: float,
-    max_harmonic: int = THD_MAX_HARMONIC,
-) -> npt.NDArray[np.float64]:
-    """`harmonics.thd_of_spectrum` with the fundamental at the power centroid near 60 Hz, row by row.
-
-    `spectrum` is the rfft of frames of `n_window` samples weighed as `weigh_frames` does.
-    """
-    thd = np.empty(len(spectrum))
-    # A live window's fundamental is at least that of a sine of min_vrms_v [V rms] through the window.
-    least_power = (math.sqrt(2) * min_vrms_v * flattop_gain(n_window) / 2) ** 2
+def _thd_of_spectrum(bins: Any, n_window: int, least_power: float) -> float:
+    """`harmonics.thd_of_spectrum` of one frame's rfft, the fundamental at the power centroid near 60 Hz."""
     nominal_bin = round(NOMINAL_FREQUENCY_HZ * n_window / SAMPLE_RATE_HZ)
-    _thd_of_spectra(spectrum, nominal_bin, max_harmonic, least_power, thd)
-    return thd
-
-
-@_compiled
-def _thd_of_spectra(spectrum: Any, nominal_bin: int, max_harmonic: int, least_power: float, out: Any) -> None:
-    n_bins = spectrum.shape[1]
-    low = max(nominal_bin - CENTROID_HALF_WIDTH_BINS, 0)
-    high = min(nominal_bin + CENTROID_HALF_WIDTH_BINS + 1, n_bins)
-    for row in range(len(spectrum)):
-        bins = spectrum[row]
-        total = moment = 0.0
-        for b in range(low, high):
-            power = abs(bins[b]) ** 2
-            total += power
-            moment += power * b
-        out[row] = math.nan
-        if not total > 0:
-            continue
-        fundamental_bin = moment / total
-        fundamental = harmonics = 0.0
-        for order in range(1, max_harmonic + 1):
-            centre = fundamental_bin * order
-            if not centre < n_bins - 0.5:
-                break
-            power = float(abs(bins[int(np.rint(centre))])) ** 2
-            if order == 1:
-                fundamental = power
-            else:
-                harmonics += power
-        if fundamental >= least_power and fundamental > 0:
-            out[row] = math.sqrt(harmonics / fundamental)
+    total = moment = 0.0
+    for b in range(
+        max(nominal_bin - CENTROID_HALF_WIDTH_BINS, 0),
+        min(nominal_bin + CENTROID_HALF_WIDTH_BINS + 1, len(bins)),
+    ):
+        power = abs(bins[b]) ** 2
+        total += power
+        moment += power * b
+    if not total > 0:
+        return math.nan
+    fundamental_bin = moment / total
+    fundamental = harmonics = 0.0
+    for order in range(1, THD_MAX_HARMONIC + 1):
+        centre = fundamental_bin * order
+        if not centre < len(bins) - 0.5:
+            break
+        power = abs(bins[int(np.rint(centre))]) ** 2
+        if order == 1:
+            fundamental = power
+        else:
+            harmonics += power
+    if fundamental >= least_power and fundamental > 0:
+        return math.sqrt(harmonics / fundamental)
+    return math.nan

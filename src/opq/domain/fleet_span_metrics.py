@@ -15,9 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-import scipy.fft
 
-from opq.domain.compiled_span import span_rows, thd_of_spectra, weigh_frames
+from opq.domain.compiled_span import span_rows
 from opq.domain.constants import INTERRUPTION_VRMS_V, SAMPLES_PER_CYCLE
 from opq.domain.span_metrics import SpanMetrics, default_period_windows
 
@@ -47,51 +46,16 @@ def fleet_span_metrics(
     low, high = span_cycles or (0, samples_v.shape[-1] // SAMPLES_PER_CYCLE)
     if period_windows is None:
         period_windows = default_period_windows(high - low, frequency_windows)
-    rms_v, transient_v, frequency_hz = span_rows(
+    rms_v, transient_v, frequency_hz, thd_ratio = span_rows(
         samples_v,
         (low, high),
         frequency_windows,
+        thd_windows,
         period_windows,
         measured_cycles or (0, high - low),
         min_vrms_v,
     )
-    return SpanMetrics(
-        rms_v=rms_v,
-        transient_v=transient_v,
-        frequency_hz=frequency_hz,
-        thd_ratio=_thd_per_window(samples_v, [(low + a, low + b) for a, b in thd_windows], min_vrms_v),
-    )
-
-
-def _thd_per_window(
-    samples_v: npt.NDArray[np.float64], windows: Sequence[tuple[int, int]], min_vrms_v: float
-) -> npt.NDArray[np.float64]:
-    """THD (boxes, windows), each window of every box straight from the samples, a batch of boxes per FFT.
-
-    The frames are weighed into a buffer reused for every batch (a fleet's frames at once would
-    be megabytes of fresh memory, whose page faults cost more than the FFT), in float32: scipy's
-    single-precision FFT takes 0.7 of the time of numpy's double one, and rounding to 24 bits
-    moves a THD by under 1e-6 (0.0001 percentage point; the harmonics are read 50 bins at a time
-    and the flat-top's side lobes are at −90 dB, far above float32's −140 dB), so the values
-    match `span_metrics`'s to 1e-6, not to float64's rounding.
-    """
-    n_boxes = len(samples_v)
-    thd = np.full((n_boxes, len(windows)), np.nan)
-    for column, (first, stop) in enumerate(windows):
-        n_cycles = stop - first
-        weighed = np.empty((min(n_boxes, _BOXES_PER_FFT), n_cycles * SAMPLES_PER_CYCLE), dtype=np.float32)
-        for low in range(0, n_boxes, _BOXES_PER_FFT):
-            high = min(low + _BOXES_PER_FFT, n_boxes)
-            batch = weighed[: high - low]
-            weigh_frames(samples_v[low:high], [first], n_cycles, batch)
-            thd[low:high, column] = thd_of_spectra(
-                scipy.fft.rfft(batch, axis=-1), batch.shape[-1], min_vrms_v
-            )
-    return thd
-
-
-_BOXES_PER_FFT = 128
-"""Frames per FFT call: 128 weighed frames of 12 cycles are 1.2 MB (float32), reused for every batch."""
+    return SpanMetrics(rms_v, transient_v, frequency_hz, thd_ratio)
 
 
 def group_summaries(

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import scipy.fft
 
-from opq.domain.compiled_span import span_rows, thd_of_spectra, weigh_frames
+from opq.domain.compiled_span import span_rows
 from opq.domain.constants import INTERRUPTION_VRMS_V, SAMPLES_PER_CYCLE
 
 
@@ -56,15 +55,16 @@ def span_metrics(
     n_cycles = len(samples_v) // SAMPLES_PER_CYCLE
     if period_windows is None:
         period_windows = default_period_windows(n_cycles, frequency_windows)
-    rms_v, transient_v, frequency_hz = span_rows(
-        samples_v[np.newaxis], (0, n_cycles), frequency_windows, period_windows, (0, n_cycles), min_vrms_v
+    rms_v, transient_v, frequency_hz, thd_ratio = span_rows(
+        samples_v[np.newaxis],
+        (0, n_cycles),
+        frequency_windows,
+        thd_windows,
+        period_windows,
+        (0, n_cycles),
+        min_vrms_v,
     )
-    return SpanMetrics(
-        rms_v=rms_v[0],
-        transient_v=transient_v[0],
-        frequency_hz=frequency_hz[0],
-        thd_ratio=_thd_per_window(samples_v, thd_windows, min_vrms_v),
-    )
+    return SpanMetrics(rms_v[0], transient_v[0], frequency_hz[0], thd_ratio[0])
 
 
 def default_period_windows(n_cycles: int, frequency_windows: Sequence[tuple[int, int]]) -> list[int]:
@@ -73,17 +73,3 @@ def default_period_windows(n_cycles: int, frequency_windows: Sequence[tuple[int,
     for index, (first, stop) in enumerate(frequency_windows):
         period_windows[first:stop] = [index] * (stop - first)
     return period_windows
-
-
-def _thd_per_window(
-    samples_v: npt.NDArray[np.float64], windows: Sequence[tuple[int, int]], min_vrms_v: float
-) -> npt.NDArray[np.float64]:
-    """THD of each window, the windows of one length framed together and sent through one FFT."""
-    lengths = [stop - first for first, stop in windows]
-    thd = np.full(len(windows), np.nan)
-    for length in sorted(set(lengths)):  # all but a window cut short at a stream's start: one length
-        rows = [row for row, other in enumerate(lengths) if other == length]
-        frames = np.empty((len(rows), length * SAMPLES_PER_CYCLE))
-        weigh_frames(samples_v[np.newaxis], [windows[row][0] for row in rows], length, frames)
-        thd[rows] = thd_of_spectra(scipy.fft.rfft(frames), frames.shape[-1], min_vrms_v)
-    return thd
