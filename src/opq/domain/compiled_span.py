@@ -1,15 +1,16 @@
-"""The rms, f and trans of a span's cycles and windows in compiled loops: a few calls a span.
+"""The four box metrics of a span of cycles, each row in one compiled pass (numba).
 
-`span_metrics` and `fleet_span_metrics` define the box metrics of a span with numpy; a box
-measuring six times a second pays their couple of hundred numpy calls per measurement, which
-cost far more than the arithmetic (a second is 12,000 samples). Here each row of a span goes
-through one compiled pass (numba): the low-pass and decimation, the smoothing and zero crossings
-of the frequency fit, the synchronous RMS and the high-pass transient, with the same filters and
-rules (`filters`, `frequency`, `synchronous_rms`, `metrics`), so the values are theirs to
-floating-point rounding. THD stays with an FFT (`harmonics`): scipy's is quicker than any loop.
+`span_metrics` and `fleet_span_metrics` give a box's measurements their values; done with numpy, a
+box measuring six times a second paid ~280 numpy calls a measurement, which cost far more than
+the arithmetic (a second is 12,000 samples). Here each row of a span goes through one compiled
+pass: the low-pass and decimation, the smoothing, zero crossings and fit of the frequency, the
+synchronous RMS, the high-pass transient, and each THD window's flat-top weighing, FFT (numpy's
+FFT compiled, from rocket-fft) and harmonics. The filters and rules are those of the numpy
+definitions (`filters`, `frequency`, `synchronous_rms`, `metrics`, `harmonics`), and the values
+theirs to floating-point rounding (`tests/test_compiled_span.py`).
 
-Compiled code is cached next to this file (numba's `cache=True`), so a process compiles it once
-per machine, not once per start.
+numba caches the machine code beside this file (`cache=True`): the first process on a machine
+compiles it (about 4 s), later ones load it.
 """
 
 from __future__ import annotations
@@ -61,13 +62,20 @@ def _filters() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.ND
     return taps, phases, np.ascontiguousarray(smoothing_taps())
 
 
-class SpanRows(NamedTuple):
-    """The metrics of a span of each row: per cycle, per frequency window and per THD window."""
+class SpanMetrics(NamedTuple):
+    """Per-cycle RMS and transient of a span, and the frequency and THD of each window asked for.
+
+    A leading rows axis for many waveforms (`span_rows`, `fleet_span_metrics`), none for one.
+    """
 
     rms_v: npt.NDArray[np.float64]
+    """RMS over one period of the fundamental centred on each cycle [V] (NaN outside the measured cycles)."""
     transient_v: npt.NDArray[np.float64]
+    """Largest high-passed excursion in each cycle [V]; the first and last 80 samples are not seen."""
     frequency_hz: npt.NDArray[np.float64]
+    """Frequency of each frequency window [Hz] (NaN without two crossings in one direction)."""
     thd_ratio: npt.NDArray[np.float64]
+    """THD of each THD window [ratio] (NaN in an interruption)."""
 
 
 def span_rows(
@@ -78,7 +86,7 @@ def span_rows(
     period_windows: Sequence[int],
     measured_cycles: tuple[int, int],
     min_vrms_v: float,
-) -> SpanRows:
+) -> SpanMetrics:
     """The box metrics of cycles `span_cycles` = (first, stop) of each row of `samples_v` [V].
 
     The definitions of `span_metrics`: windows are (first, stop) cycles from the span's start,
@@ -90,7 +98,7 @@ def span_rows(
     """
     low, high = span_cycles
     n_rows = len(samples_v)
-    metrics = SpanRows(
+    metrics = SpanMetrics(
         rms_v=np.empty((n_rows, high - low)),
         transient_v=np.empty((n_rows, high - low)),
         frequency_hz=np.empty((n_rows, len(frequency_windows))),

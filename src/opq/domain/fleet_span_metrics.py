@@ -1,12 +1,9 @@
 """`span_metrics` of many boxes' spans at once, and their per-measurement min/max/average.
 
 A simulated fleet (or a replay of many boxes) has every box's cycles of a tick together, with
-the same measurement windows when the boxes measure in step. One box's measurement costs a
-couple of hundred numpy calls however few its samples; here the calls are made once for a
-(boxes, samples) array, so their cost is spread over the boxes and what is left is the
-arithmetic. The definitions are those of `span_metrics` (and so of `frequency`, `harmonics`,
-`metrics` and `synchronous_rms`): each row's values equal what `span_metrics` gives for that row
-alone, to floating-point rounding.
+the same measurement windows when the boxes measure in step: one compiled call (`compiled_span`)
+measures all of them, and the summaries of a tick's measurements are a few numpy calls for every
+box. Each row's values equal what `span_metrics` gives for that row alone.
 """
 
 from __future__ import annotations
@@ -16,9 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from opq.domain.compiled_span import span_rows
+from opq.domain.compiled_span import SpanMetrics, span_rows
 from opq.domain.constants import INTERRUPTION_VRMS_V, SAMPLES_PER_CYCLE
-from opq.domain.span_metrics import SpanMetrics, default_period_windows
+from opq.domain.span_metrics import default_period_windows
 
 
 def fleet_span_metrics(
@@ -46,7 +43,7 @@ def fleet_span_metrics(
     low, high = span_cycles or (0, samples_v.shape[-1] // SAMPLES_PER_CYCLE)
     if period_windows is None:
         period_windows = default_period_windows(high - low, frequency_windows)
-    rms_v, transient_v, frequency_hz, thd_ratio = span_rows(
+    return span_rows(
         samples_v,
         (low, high),
         frequency_windows,
@@ -55,7 +52,6 @@ def fleet_span_metrics(
         measured_cycles or (0, high - low),
         min_vrms_v,
     )
-    return SpanMetrics(rms_v, transient_v, frequency_hz, thd_ratio)
 
 
 def group_summaries(

@@ -1,38 +1,20 @@
-"""The four box metrics of one contiguous span of cycles, for any windows in it, with few numpy calls.
+"""The four box metrics of one contiguous span of cycles, for any windows in it, in one compiled call.
 
-A box computes its measurements from the newest cycles as they arrive; the cost of doing that
-window by window is not the arithmetic (a second of signal is 12,000 samples) but the hundreds of
-small numpy calls per window. Here a span (one measurement, or every measurement a block of
-cycles completes, with a cycle of context on each side) is filtered once, its zero crossings are
-found once and every frequency window is fitted from them with prefix sums, the per-cycle RMS
-uses those frequencies (`synchronous_rms`), and all THD windows of a length go through one FFT.
-The definitions are those of `frequency`, `harmonics`, `metrics` and `synchronous_rms`.
+A box computes its measurements from the newest cycles as they arrive: a span (one measurement, or
+every measurement a block of cycles completes, with a cycle of context on each side) goes through
+the compiled pass of `compiled_span` once. The definitions are those of `frequency`, `harmonics`,
+`metrics` and `synchronous_rms`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from opq.domain.compiled_span import span_rows
+from opq.domain.compiled_span import SpanMetrics, span_rows
 from opq.domain.constants import INTERRUPTION_VRMS_V, SAMPLES_PER_CYCLE
-
-
-@dataclass(frozen=True)
-class SpanMetrics:
-    """Per-cycle RMS and transient of a span, and the frequency and THD of each window asked for."""
-
-    rms_v: npt.NDArray[np.float64]
-    """RMS over one period of the fundamental centred on each cycle [V] (shape: cycles)."""
-    transient_v: npt.NDArray[np.float64]
-    """Largest high-passed excursion in each cycle [V]; the first and last 80 samples are not seen."""
-    frequency_hz: npt.NDArray[np.float64]
-    """Frequency of each frequency window [Hz] (NaN without two crossings in one direction)."""
-    thd_ratio: npt.NDArray[np.float64]
-    """THD of each THD window [ratio] (NaN in an interruption)."""
 
 
 def span_metrics(
