@@ -251,7 +251,12 @@ class MeasurementBuilder(MeasurementStream[BoxMeasurement]):
         if self._n and not 0 < timestamp_ms - self._last_ms <= GAP_TOLERANCE_MS:
             done = self.flush()
             self._n = 0
-        self._append(timestamp_ms, cycle.counts, 1)
+        if 0 < self._n < self._history.shape[-2]:  # the usual cycle, without `_append`'s checks
+            self._history[self._n] = cycle.counts
+            self._n += 1
+            self._segment_cycles += 1
+        else:
+            self._append(timestamp_ms, cycle.counts, 1)
         self._last_ms = timestamp_ms
         if self._pending >= self._rate and done is None:
             stop = self._n - 1  # the new cycle is the context after the measurement
