@@ -7,6 +7,7 @@ import platform
 import sqlite3
 from pathlib import Path
 
+import numba
 import numpy as np
 import zmq
 
@@ -14,7 +15,7 @@ from opq.box.fleet import open_files_limit
 
 
 def machine() -> dict[str, str | int | float | None]:
-    """The machine, its load now, and the versions of Python, numpy, ZeroMQ and SQLite."""
+    """The machine, its load now, and the versions of Python, numpy, numba, ZeroMQ and SQLite."""
     model = None
     try:
         with Path("/proc/cpuinfo").open(encoding="utf-8") as cpuinfo:
@@ -30,6 +31,7 @@ def machine() -> dict[str, str | int | float | None]:
         "open_files_limit": open_files_limit(),
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "numba": numba.__version__,
         "pyzmq": zmq.__version__,
         "libzmq": zmq.zmq_version(),
         "sqlite": sqlite3.sqlite_version,
