@@ -34,8 +34,8 @@ class MeasurementCohort(MeasurementStream[CohortMeasurements]):
     """Boxes that measure in step (same rate, same cycles heard): their `MeasurementBuilder`s at once.
 
     Each box's measurements equal what its own `MeasurementBuilder` would give for the same cycles
-    (to rounding), but every measurement of every box that a block completes comes from one set of
-    pass (`opq.domain.fleet_span_metrics`): how a simulated fleet's full signal is measured.
+    (to rounding), but every measurement of every box that a block completes comes from one
+    compiled pass (`opq.domain.fleet_span_metrics`): how a simulated fleet's full signal is measured.
     """
 
     def __init__(

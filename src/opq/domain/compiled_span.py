@@ -203,7 +203,7 @@ def _smooth(decimated: Any, smoothing: Any, out: Any) -> None:
 def _crossings(smoothed: Any, min_step: float, time_out: Any, rising_out: Any) -> int:
     """`frequency.crossings_of_smoothed` of one row: how many, their times [samples] and directions."""
     n_candidates = 0
-    # First the steep sign changes (index kept in time_out, step in rising_out's stead below)...
+    # First the steep sign changes (their index parked in time_out, their step in steps)...
     steps = np.empty(len(time_out))
     for i in range(len(smoothed) - 1):
         before, after = smoothed[i], smoothed[i + 1]

@@ -151,9 +151,9 @@ def crossings_of_smoothed(
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None:
     """`crossings_of_decimated` of decimated rows whose `smooth_decimated` the caller already has.
 
-    `smoothed` is that output; `time` counts
-    12 kHz samples from the first sample of the waveform the decimated rows came from, as
-    `crossings_of_decimated` of them would. None for rows without a sample.
+    `smoothed` is that output; `time` counts 12 kHz samples from the first sample of the waveform
+    the decimated rows came from, as `crossings_of_decimated` of them would. None for rows
+    without a sample.
     """
     if smoothed.shape[-1] == 0:
         return None
