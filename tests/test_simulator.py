@@ -15,15 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from opq.box.model_metrics import CycleMetrics, box_cycle_metrics, fleet_cycle_metrics
 from opq.box.scenario import Sag, Scenario, Swell, load_scenario, scenario_from_dict
-from opq.box.simulator import (
-    FULL_SCALE_COUNTS,
-    CycleMetrics,
-    Simulator,
-    Variation,
-    Variations,
-    fleet_cycle_metrics,
-)
+from opq.box.simulator import Simulator, Variation, Variations
 from opq.box.source import SampleSource, SourceCycle
 from opq.domain import (
     SAMPLE_RATE_HZ,
@@ -34,6 +28,7 @@ from opq.domain import (
     thd_ratio,
     transient_per_cycle,
 )
+from opq.domain.constants import ADC_FULL_SCALE_COUNTS
 
 SCENARIOS_DIR = Path(__file__).parents[1] / "scenarios"
 START_MS = 1_700_000_000_000
@@ -115,15 +110,15 @@ def test_a_1_4_pu_swell_clips_the_adc_at_calibration_152_5() -> None:
     )
     before = simulator.counts(0, 12_000)
     during = simulator.counts(round(1.1 * SAMPLE_RATE_HZ), 4_800)
-    assert np.abs(before).max() < FULL_SCALE_COUNTS
-    assert during.max() == FULL_SCALE_COUNTS and during.min() == -FULL_SCALE_COUNTS
+    assert np.abs(before).max() < ADC_FULL_SCALE_COUNTS
+    assert during.max() == ADC_FULL_SCALE_COUNTS and during.min() == -ADC_FULL_SCALE_COUNTS
     assert during.dtype == np.int16
 
     seen_v = rms_per_cycle(during / 152.5)
     supplied_v = rms_per_cycle(simulator.samples_v(round(1.1 * SAMPLE_RATE_HZ), 4_800))
     np.testing.assert_allclose(supplied_v, 1.4 * 120, rtol=0.002)
     assert np.all(seen_v < 0.98 * supplied_v)  # ±214.9 V of ±237.6 V
-    expected = simulator.expected_cycle_metrics(66, 24).rms_v
+    expected = box_cycle_metrics(simulator, 66, 24).rms_v
     np.testing.assert_allclose(seen_v, expected, rtol=0.002)
 
 
@@ -209,7 +204,7 @@ def test_an_outage_is_a_gap_in_the_cycles_then_they_resume() -> None:
     assert gap == pytest.approx(500 + 16.7, abs=17)
     assert not np.any((stamps + 17 > START_MS + 1000) & (stamps < START_MS + 1500))
     assert len(stamps) == 180 - simulator.silent_cycles(0, 180).sum() == 180 - 30
-    assert np.isnan(simulator.expected_cycle_metrics(60, 30).rms_v).all()
+    assert np.isnan(box_cycle_metrics(simulator, 60, 30).rms_v).all()
 
 
 def test_cycles_of_a_scenario_without_an_end_go_on() -> None:
@@ -299,7 +294,7 @@ def test_the_fast_path_agrees_with_opq_domain_on_the_samples(name: str, seconds:
     simulator = Simulator(scenario, box_seed=11, start_ms=START_MS)
     count = 60 * seconds
     full = full_signal_metrics(simulator, count)
-    fast = simulator.expected_cycle_metrics(0, count)
+    fast = box_cycle_metrics(simulator, 0, count)
     heard = ~simulator.silent_cycles(0, count)
     heard[0] = heard[-1] = False  # the filters need a cycle of context
     steady = heard & ~edge_cycles(scenario, count, margin_cycles=12)
@@ -325,7 +320,7 @@ def test_the_fast_path_sees_transients_and_sudden_edges_within_a_few_percent() -
     for simulator, first_cycle in [(sag_simulator, 30), (grid_simulator, 54 * 60), (grid_simulator, 59 * 60)]:
         seen_v = simulator.counts(first_cycle * SAMPLES_PER_CYCLE, 120 * SAMPLES_PER_CYCLE) / 152.5
         full = transient_per_cycle(seen_v)[1:-1]
-        fast = simulator.expected_cycle_metrics(first_cycle + 1, 118).transient_v
+        fast = box_cycle_metrics(simulator, first_cycle + 1, 118).transient_v
         loud = fast > 10.0
         assert loud.any()
         np.testing.assert_allclose(full[loud], fast[loud], rtol=0.05)
@@ -338,7 +333,7 @@ def test_the_fleet_function_is_the_single_box_fast_path_for_each_box() -> None:
     simulators = [Simulator(scenario, box_seed=seed, start_ms=START_MS) for seed in seeds]
     fleet = fleet_cycle_metrics(simulators[0].model, variations, 1170, 120)
     for row, simulator in enumerate(simulators):
-        single = simulator.expected_cycle_metrics(1170, 120)
+        single = box_cycle_metrics(simulator, 1170, 120)
         for fleet_values, single_values in zip(fleet, single, strict=True):
             np.testing.assert_allclose(fleet_values[row], single_values, rtol=1e-12)
     assert fleet.rms_v.shape == (4, 120)
@@ -346,7 +341,7 @@ def test_the_fleet_function_is_the_single_box_fast_path_for_each_box() -> None:
 
 def test_the_fast_path_marks_what_a_box_cannot_measure() -> None:
     scenario = shipped("grid-disturbances")
-    fast = Simulator(scenario, start_ms=START_MS).expected_cycle_metrics(20 * 60, 120)
+    fast = box_cycle_metrics(Simulator(scenario, start_ms=START_MS), 20 * 60, 120)
     interrupted = slice(5, 55)  # 20.08 s to 20.9 s: 0.02 pu
     assert np.isnan(fast.frequency_hz[interrupted]).all() and np.isnan(fast.thd_ratio[interrupted]).all()
     np.testing.assert_allclose(fast.rms_v[interrupted], math.hypot(2.4, 0.4), rtol=0.05)

@@ -13,13 +13,13 @@ import numpy as np
 import zmq
 
 from opq.config import MaukaSettings
+from opq.domain.constants import DEFAULT_CALIBRATION_COUNTS_PER_V
 from opq.mauka.registry import load_plugins
 from opq.mauka.service import Mauka
 from opq.protocol.internal import event_announcement
 from opq.store import Store, open_store
 from opq.store.models import Box, BoxEvent, Event, Location
 
-CALIBRATION = 152.5
 SAMPLE_RATE_HZ = 12_000
 POLL_S = 0.002
 
@@ -106,7 +106,13 @@ def _site(store: Store, boxes: int) -> None:
     store.locations.add(Location("bench", -157.8, 21.3, "Benchmark site"))
     for n in range(boxes):
         store.boxes.add(
-            Box(str(n + 1), f"box {n + 1}", CALIBRATION, location="bench", location_start_time_ms=0)
+            Box(
+                str(n + 1),
+                f"box {n + 1}",
+                DEFAULT_CALIBRATION_COUNTS_PER_V,
+                location="bench",
+                location_start_time_ms=0,
+            )
         )
 
 
@@ -115,7 +121,7 @@ def _sag_counts(seconds: float) -> np.ndarray:
     envelope = np.where((t >= seconds / 2) & (t < seconds / 2 + 0.2), 0.5, 1.0)
     volts = envelope * 120 * math.sqrt(2) * np.sin(2 * np.pi * 60 * t)
     volts += np.random.default_rng(1).normal(0, 0.4, len(t))
-    return np.round(volts * CALIBRATION).astype("<i2")
+    return np.round(volts * DEFAULT_CALIBRATION_COUNTS_PER_V).astype("<i2")
 
 
 def _store_event(store: Store, boxes: int, counts: np.ndarray) -> int:
@@ -129,7 +135,11 @@ def _store_event(store: Store, boxes: int, counts: np.ndarray) -> int:
     for box_id in box_ids:
         filename = f"event_{event_id}_{box_id}"
         store.files.put(
-            filename, data, event_id=event_id, box_id=box_id, metadata={"calibration_constant": CALIBRATION}
+            filename,
+            data,
+            event_id=event_id,
+            box_id=box_id,
+            metadata={"calibration_constant": DEFAULT_CALIBRATION_COUNTS_PER_V},
         )
         last_cycle_ms = end_ms - 17
         store.events.record_box_event(

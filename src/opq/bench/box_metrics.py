@@ -22,7 +22,7 @@ from opq.box.fleet_metrics import BoxRates, FastMeter, retain_freed_memory
 from opq.box.measurement_cohort import MeasurementCohort
 from opq.box.measuring import MeasurementBuilder
 from opq.box.scenario import Scenario, scenario_from_dict
-from opq.box.simulator import DEFAULT_CALIBRATION, Simulator, Variations
+from opq.box.simulator import Simulator, Variations
 from opq.box.source import SourceCycle
 from opq.domain import (
     frequency_per_window,
@@ -31,6 +31,7 @@ from opq.domain import (
     thd_per_window,
     waveform_metrics,
 )
+from opq.domain.constants import DEFAULT_CALIBRATION_COUNTS_PER_V
 from opq.domain.span_metrics import span_metrics
 
 NOMINAL_V: Final = 120.0
@@ -233,7 +234,7 @@ def cpu_of_metrics(repeats: int = 5, box_seconds: int = 60) -> CpuFigures:
 
     def build(rate: int) -> Callable[[], object]:
         def run() -> None:
-            builder = MeasurementBuilder("1000", DEFAULT_CALIBRATION, rate)
+            builder = MeasurementBuilder("1000", DEFAULT_CALIBRATION_COUNTS_PER_V, rate)
             for cycle in taken:
                 builder.add(cycle)
 
@@ -241,7 +242,7 @@ def cpu_of_metrics(repeats: int = 5, box_seconds: int = 60) -> CpuFigures:
 
     def build_blocks(rate: int) -> Callable[[], object]:
         def run() -> None:
-            builder = MeasurementBuilder("1000", DEFAULT_CALIBRATION, rate)
+            builder = MeasurementBuilder("1000", DEFAULT_CALIBRATION_COUNTS_PER_V, rate)
             for first in range(0, cycles, BLOCK_CYCLES):
                 builder.add_cycles(
                     timestamps_ms[first : first + BLOCK_CYCLES], counts[first : first + BLOCK_CYCLES]
@@ -249,7 +250,7 @@ def cpu_of_metrics(repeats: int = 5, box_seconds: int = 60) -> CpuFigures:
 
         return run
 
-    samples_v = counts.ravel() / DEFAULT_CALIBRATION
+    samples_v = counts.ravel() / DEFAULT_CALIBRATION_COUNTS_PER_V
     blocks_v = samples_v.reshape(box_seconds, 60 * 200)
 
     def measure_spans() -> None:
@@ -271,7 +272,7 @@ def cpu_of_metrics(repeats: int = 5, box_seconds: int = 60) -> CpuFigures:
             ids,
             BoxRates(len(ids), 10),
             start_ms=0,
-            calibration_constant=DEFAULT_CALIBRATION,
+            calibration_constant=DEFAULT_CALIBRATION_COUNTS_PER_V,
         )
         for cycle in range(0, 60 * fast_seconds, 10):
             meter.measure(cycle, 10)
@@ -316,7 +317,7 @@ def _cohort_cpu_us(simulator: Simulator, tick_cycles: int, seconds: int, repeats
     timestamps_ms = [simulator.timestamp_ms_of_cycle(i) for i in range(cycles)]
 
     def run() -> None:
-        cohort = MeasurementCohort([DEFAULT_CALIBRATION] * COHORT_BOXES, 10)
+        cohort = MeasurementCohort([DEFAULT_CALIBRATION_COUNTS_PER_V] * COHORT_BOXES, 10)
         for first in range(0, cycles, tick_cycles):
             cohort.add_cycles(
                 timestamps_ms[first : first + tick_cycles], counts[:, first : first + tick_cycles]

@@ -18,6 +18,7 @@ import numpy as np
 
 from opq.box.fleet import Fleet, FleetCounters
 from opq.config import MakaiSettings, RetentionSettings
+from opq.domain.constants import DEFAULT_CALIBRATION_COUNTS_PER_V
 from opq.makai.service import Makai, MakaiConfig
 from opq.protocol import KeyPair
 from opq.store import open_store
@@ -25,7 +26,6 @@ from opq.store.models import Box, Location
 
 ProgressFn = Callable[[str], None]
 
-CALIBRATION: Final = 152.5
 """The fleet's calibration constant [counts/V], registered with each box."""
 CLEAN_SUPPLY: Final[dict[str, Any]] = {
     "noise_v_rms": 0.3,
@@ -99,7 +99,7 @@ def register_boxes(
                 Box(
                     box_id,
                     f"fleet box {box_id}",
-                    CALIBRATION,
+                    DEFAULT_CALIBRATION_COUNTS_PER_V,
                     location=location,
                     location_start_time_ms=0 if location else None,
                     public_key=pair.public,

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from opq.box.measuring import MAX_RATE_CYCLES, MIN_RATE_CYCLES
+from opq.domain.constants import DEFAULT_CALIBRATION_COUNTS_PER_V
 from opq.errors import ConfigError, ProtocolError
 from opq.protocol import KeyPair, read_certificate, wire_box_id
 
@@ -53,7 +54,7 @@ class BoxConfig(BaseModel):
     """The cloud's Z85 CURVE public key; or give `server_certificate`."""
     server_certificate: Path | None = None
     """A zcert file holding the cloud's public key; or give `server_public_key`."""
-    calibration_constant: float = Field(default=152.5, gt=0, allow_inf_nan=False)
+    calibration_constant: float = Field(default=DEFAULT_CALIBRATION_COUNTS_PER_V, gt=0, allow_inf_nan=False)
     """ADC counts per volt [counts/V]."""
     cycles_per_measurement: int = Field(default=10, ge=MIN_RATE_CYCLES, le=MAX_RATE_CYCLES)
     """Cycles summarized into one measurement at start [cycles]; the cloud may change it."""

@@ -29,9 +29,10 @@ from opq.box.commands import RateControl
 from opq.box.disturbances import FloatArray, SupplyModel
 from opq.box.fleet_encoding import METRICS, IntArray, MeasurementBatch, encode_batch, measurement_prefix
 from opq.box.meters import BoxRates, EncodedBatch, Meter
+from opq.box.model_metrics import fleet_cycle_metrics
 from opq.box.ringbuffer import CYCLE_DURATION_MS
 from opq.box.signal_meter import SignalMeter, retain_freed_memory
-from opq.box.simulator import Variations, fleet_cycle_metrics
+from opq.box.simulator import Variations
 from opq.domain import FREQUENCY_WINDOW_CYCLES, SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE, THD_WINDOW_CYCLES
 from opq.domain.measurement_windows import (
     Span,

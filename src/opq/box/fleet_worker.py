@@ -38,6 +38,7 @@ from opq.box.measuring import check_rate
 from opq.box.ringbuffer import CYCLE_DURATION_MS
 from opq.box.scenario import Scenario
 from opq.box.simulator import Simulator, Variation, Variations
+from opq.domain.constants import DEFAULT_CALIBRATION_COUNTS_PER_V
 from opq.errors import ConfigError
 from opq.protocol import KeyPair, command_topic, measurement_topic
 
@@ -64,7 +65,7 @@ class FleetOptions:
     send_slices: int = 1
     """Sends of a tick are spread over the tick in this many slices (1: all at once)."""
     full_signal: bool = False
-    calibration_constant: float = 152.5
+    calibration_constant: float = DEFAULT_CALIBRATION_COUNTS_PER_V
     buffer_seconds: float = 3600.0
     """Cycles a box can give the cloud [s back from now], synthesized on request."""
     queue_seconds: float = 120.0

@@ -16,15 +16,10 @@ from opq.box.recordings import Recording, Scale, read_recording
 from opq.box.source import SourceCycle
 from opq.clock import wall_clock_ms
 from opq.domain import SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE, frequency_hz
+from opq.domain.constants import ADC_FULL_SCALE_COUNTS, DEFAULT_CALIBRATION_COUNTS_PER_V
 from opq.errors import ConfigError
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_CALIBRATION = 152.5
-"""ADC counts per volt of the original box configuration [counts/V]."""
-
-ADC_FULL_SCALE = 32_767
-"""Largest ADC reading [counts]; recorded volts beyond ±full scale / calibration are clipped."""
 
 FREQUENCY_ESTIMATE_CYCLES = 120
 """Cycles (2 s) at the start of a recording its line frequency is estimated over."""
@@ -61,8 +56,8 @@ def counts_from_volts(
 ) -> tuple[npt.NDArray[np.int16], int]:
     """ADC counts of samples [V] at `calibration` [counts/V], clipped to ±32 767, and how many clipped."""
     counts = np.rint(samples_v * calibration)
-    clipped = int(np.count_nonzero(np.abs(counts) > ADC_FULL_SCALE))
-    return np.clip(counts, -ADC_FULL_SCALE, ADC_FULL_SCALE).astype(np.int16), clipped
+    clipped = int(np.count_nonzero(np.abs(counts) > ADC_FULL_SCALE_COUNTS))
+    return np.clip(counts, -ADC_FULL_SCALE_COUNTS, ADC_FULL_SCALE_COUNTS).astype(np.int16), clipped
 
 
 def cycle_timestamp_ms(start_us: int, index: int) -> int:
@@ -89,7 +84,7 @@ class RecordingSource:
         self,
         recording: Recording,
         *,
-        calibration_constant: float = DEFAULT_CALIBRATION,
+        calibration_constant: float = DEFAULT_CALIBRATION_COUNTS_PER_V,
         start_ms: int | None = None,
         loop: bool = False,
         clock_ms: Callable[[], int] = wall_clock_ms,
@@ -128,7 +123,7 @@ class RecordingSource:
         channel: str | int | None = None,
         sample_rate_hz: float | None = None,
         scale: Scale = "recorded",
-        calibration_constant: float = DEFAULT_CALIBRATION,
+        calibration_constant: float = DEFAULT_CALIBRATION_COUNTS_PER_V,
         start_ms: int | None = None,
         loop: bool = False,
         clock_ms: Callable[[], int] = wall_clock_ms,
@@ -169,10 +164,10 @@ class RecordingSource:
 
     def _doubts(self, where: str) -> Iterator[str]:
         if self.clipped_samples:
-            full_scale_v = ADC_FULL_SCALE / self._calibration
+            full_scale_v = ADC_FULL_SCALE_COUNTS / self._calibration
             yield (
                 f"{where}: {self.clipped_samples} samples beyond the ADC's ±{full_scale_v:.1f} V "
-                f"(±{ADC_FULL_SCALE} counts at {self._calibration:g} counts/V) were clipped"
+                f"(±{ADC_FULL_SCALE_COUNTS} counts at {self._calibration:g} counts/V) were clipped"
             )
         declared = self.recording.nominal_frequency_hz
         if math.isnan(self.frequency_hz):

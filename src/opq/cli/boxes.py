@@ -19,12 +19,12 @@ from opq.cli.context import (
     print_json,
     print_table,
 )
+from opq.domain.constants import DEFAULT_CALIBRATION_COUNTS_PER_V
 from opq.errors import InvalidValue
 from opq.store.models import Box
 
 app = typer.Typer(help="The boxes the cloud accepts data from.", no_args_is_help=True)
 
-DEFAULT_CALIBRATION_COUNTS_PER_V = 152.5
 _ZCERT_PUBLIC_KEY = re.compile(r'^\s*public-key\s*=\s*"([^"]*)"\s*$', re.MULTILINE)
 
 BoxIdArgument = Annotated[str, typer.Argument(help="The box id.")]

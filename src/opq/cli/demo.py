@@ -23,6 +23,7 @@ from opq.box.scenario import load_scenario
 from opq.box.simulator import Simulator
 from opq.cli.context import DbOption, database_url, settings_of
 from opq.config import MakaiSettings
+from opq.domain.constants import DEFAULT_CALIBRATION_COUNTS_PER_V
 from opq.errors import NotFound, ProtocolError
 from opq.protocol import BoxMeasurement
 from opq.protocol.columns import decode_measurements
@@ -167,7 +168,13 @@ def _register_boxes(store: Store, box_keys: list[tuple[str, KeyPair]]) -> list[s
         if box_id not in known:
             location = SITE[index % len(SITE)].slug
             store.boxes.add(
-                Box(box_id, f"demo box {box_id}", 152.5, location=location, location_start_time_ms=now_ms)
+                Box(
+                    box_id,
+                    f"demo box {box_id}",
+                    DEFAULT_CALIBRATION_COUNTS_PER_V,
+                    location=location,
+                    location_start_time_ms=now_ms,
+                )
             )
         store.boxes.set_public_key(box_id, keys.public)
     return [box_id for box_id, _ in box_keys]

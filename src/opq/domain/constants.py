@@ -10,6 +10,12 @@ SAMPLE_RATE_HZ: Final = 12_000
 SAMPLES_PER_CYCLE: Final = 200
 """Samples in one box cycle [samples]: a fixed block, not phase-locked to the grid."""
 
+DEFAULT_CALIBRATION_COUNTS_PER_V: Final = 152.5
+"""ADC counts per volt of the original OPQ Box's default configuration [counts/V]."""
+
+ADC_FULL_SCALE_COUNTS: Final = 32_767
+"""Largest |ADC reading| [counts]: the 16-bit ADC clips beyond it (≈ ±215 V at 152.5 counts/V)."""
+
 NOMINAL_FREQUENCY_HZ: Final = 60.0
 """Nominal grid frequency [Hz] (North America)."""
 
