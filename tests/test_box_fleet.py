@@ -30,8 +30,8 @@ from opq.box.fleet import (
 )
 from opq.box.fleet_encoding import METRICS, MeasurementBatch, encode_batch, measurement_prefix
 from opq.box.fleet_metrics import BoxRates, FastMeter, SignalMeter, advance_spans, windows
+from opq.box.fleet_options import FleetOptions
 from opq.box.fleet_samples import SynthesizedCycles
-from opq.box.fleet_worker import FleetOptions
 from opq.box.ringbuffer import CYCLE_DURATION_MS
 from opq.box.scenario import Scenario, load_scenario, scenario_from_dict
 from opq.box.simulator import Simulator, Variations

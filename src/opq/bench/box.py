@@ -34,7 +34,7 @@ from opq.bench.box_metrics import (
 )
 from opq.bench.machine import machine as describe_machine
 from opq.box.fleet import Fleet, FleetCounters, FleetSettings, histogram_percentile
-from opq.box.fleet_worker import FleetOptions, ShardStatus
+from opq.box.fleet_options import FleetOptions, ShardStatus
 from opq.box.ringbuffer import CYCLE_DURATION_MS
 from opq.box.scenario import scenario_from_dict
 from opq.domain import SAMPLE_RATE_HZ, SAMPLES_PER_CYCLE

@@ -35,7 +35,7 @@ from opq.bench.makai_site import (
 )
 from opq.box.fleet import Fleet, FleetSettings, fleet_box_ids, fleet_keys
 from opq.box.fleet_encoding import MeasurementBatch, encode_batch, measurement_prefix
-from opq.box.fleet_worker import FleetOptions
+from opq.box.fleet_options import FleetOptions
 from opq.box.ringbuffer import CYCLE_DURATION_MS
 from opq.box.scenario import scenario_from_dict
 from opq.errors import ConfigError

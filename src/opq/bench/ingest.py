@@ -36,7 +36,7 @@ from opq.bench.makai_site import (
     wait_subscribed,
 )
 from opq.box.fleet import Fleet, FleetCounters, FleetSettings, fleet_box_ids, fleet_keys, histogram_percentile
-from opq.box.fleet_worker import FleetOptions, ShardStatus
+from opq.box.fleet_options import FleetOptions, ShardStatus
 from opq.box.scenario import scenario_from_dict
 from opq.errors import ConfigError
 from opq.protocol import generate_keypair

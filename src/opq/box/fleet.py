@@ -29,7 +29,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from opq.box.fleet_worker import LATENESS_EDGES_MS, FleetOptions, ShardSpec, ShardStatus, run_shard_from
+from opq.box.fleet_options import LATENESS_EDGES_MS, FleetOptions, ShardSpec, ShardStatus
+from opq.box.fleet_worker import run_shard_from
 from opq.box.ringbuffer import CYCLE_DURATION_MS
 from opq.box.scenario import Scenario, scenario_from_dict
 from opq.errors import ConfigError

@@ -19,7 +19,7 @@ from opq.box.config import (
 )
 from opq.box.device import DeviceSource
 from opq.box.fleet import Fleet, FleetCounters, FleetSettings, with_local_disturbances
-from opq.box.fleet_worker import FleetOptions
+from opq.box.fleet_options import FleetOptions
 from opq.box.replay import RecordingSource
 from opq.box.runtime import Box
 from opq.box.scenario import Scenario, load_scenario
